@@ -1,0 +1,63 @@
+# ngx_tavus_module: build, run and test entry points.
+#
+#   make build   the dynamic module, build/ngx_http_tavus_module.so
+#   make run     nginx with the module in front of a mock Tavus API
+#   make test    unit tests and the black-box suite (t/*.t, prove)
+#
+# Dependencies are installed with apt-get by scripts/deps.sh (root).
+
+SHELL =		/bin/bash
+NGX_SRC ?=	/usr/share/nginx/src
+BUILD ?=	build
+MODULE =	$(BUILD)/ngx_http_tavus_module.so
+NGX_BUILD =	$(BUILD)/nginx
+# the flags Debian's nginx was compiled with (nginx -V)
+MODULE_CFLAGS ?= -g -O2 -fstack-protector-strong -Wformat \
+		-Werror=format-security -fPIC -Wdate-time -D_FORTIFY_SOURCE=2
+SOURCES =	config $(wildcard ngx_tavus_module/*.[ch])
+
+UNIT_CFLAGS =	-g -O1 -Wall -Wextra -Werror -Wno-unused-parameter \
+		-I ngx_tavus_module -I $(NGX_BUILD)/objs \
+		-I $(NGX_SRC)/src/core -I $(NGX_SRC)/src/event \
+		-I $(NGX_SRC)/src/event/modules -I $(NGX_SRC)/src/os/unix \
+		-I $(NGX_SRC)/src/http -I $(NGX_SRC)/src/http/modules
+PURE =		ngx_tavus_module/ngx_http_tavus_validate.c \
+		ngx_tavus_module/ngx_http_tavus_json.c
+
+.PHONY: deps build run test unit prove clean
+
+deps:
+	@sh scripts/deps.sh
+
+build: deps $(MODULE)
+
+$(NGX_BUILD)/objs/Makefile: config
+	rm -rf $(NGX_BUILD)
+	mkdir -p $(BUILD)
+	cp -r $(NGX_SRC) $(NGX_BUILD)
+	cd $(NGX_BUILD) && . ./conf_flags && ./configure "$${NGX_CONF_FLAGS[@]}" \
+		--with-cc-opt="$(MODULE_CFLAGS)" \
+		--add-dynamic-module=$(CURDIR) >configure.log 2>&1 \
+		|| { tail -30 configure.log; exit 1; }
+
+$(MODULE): $(NGX_BUILD)/objs/Makefile $(SOURCES)
+	$(MAKE) -s -C $(NGX_BUILD) -f objs/Makefile modules
+	cp $(NGX_BUILD)/objs/ngx_http_tavus_module.so $@
+
+run: build
+	@bash scripts/run.sh
+
+$(BUILD)/unit: t/unit/unit.c $(PURE) ngx_tavus_module/*.h \
+		$(NGX_BUILD)/objs/Makefile
+	$(CC) $(UNIT_CFLAGS) -o $@ t/unit/unit.c $(PURE) -lcjson
+
+unit: build $(BUILD)/unit
+	$(BUILD)/unit
+
+prove: build
+	prove -r t/
+
+test: unit prove
+
+clean:
+	rm -rf $(BUILD)

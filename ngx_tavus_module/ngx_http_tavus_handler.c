@@ -1,0 +1,293 @@
+
+/*
+ * Copyright (C) ngx_tavus_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include "ngx_http_tavus_module.h"
+
+
+static ngx_int_t ngx_http_tavus_eval_key(ngx_http_request_t *r,
+    ngx_http_tavus_loc_conf_t *tlcf, ngx_http_tavus_ctx_t *ctx);
+static ngx_int_t ngx_http_tavus_local_answer(ngx_http_request_t *r,
+    ngx_http_tavus_ctx_t *ctx, ngx_uint_t outcome);
+
+
+ngx_int_t
+ngx_http_tavus_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                   rc;
+    ngx_str_t                   value;
+    ngx_http_upstream_t        *u;
+    ngx_http_tavus_ctx_t       *ctx;
+    ngx_http_tavus_loc_conf_t  *tlcf;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tavus_module);
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_tavus_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->request = r;
+    ctx->outcome = NGX_HTTP_TAVUS_OUTCOME_NONE;
+    ctx->content_length = -1;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_tavus_module);
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    /*
+     * an internal redirect (X-Accel-Redirect makes it a GET) or
+     * a subrequest was allowed in by the configuration; a client
+     * must say DELETE, so that no link or image can delete
+     */
+
+    if (!r->internal && r->method != NGX_HTTP_DELETE) {
+        return ngx_http_tavus_local_answer(r, ctx,
+                                           NGX_HTTP_TAVUS_METHOD_NOT_ALLOWED);
+    }
+
+    if (ngx_http_complex_value(r, tlcf->replica_id, &value) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ngx_http_tavus_valid_replica_id(value.data, value.len) != NGX_OK) {
+        return ngx_http_tavus_local_answer(r, ctx,
+                                           NGX_HTTP_TAVUS_INVALID_REPLICA_ID);
+    }
+
+    ctx->replica_id = value;
+
+    if (ngx_http_complex_value(r, tlcf->hard, &value) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_tavus_parse_hard(value.data, value.len);
+
+    if (rc == NGX_ERROR) {
+        return ngx_http_tavus_local_answer(r, ctx,
+                                           NGX_HTTP_TAVUS_INVALID_HARD);
+    }
+
+    ctx->hard = rc;
+
+    if (ctx->hard) {
+        if (tlcf->allow_hard == NULL) {
+            ngx_str_null(&value);
+
+        } else if (ngx_http_complex_value(r, tlcf->allow_hard, &value)
+                   != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (!ngx_http_tavus_parse_allow(value.data, value.len)) {
+            return ngx_http_tavus_local_answer(r, ctx,
+                                           NGX_HTTP_TAVUS_HARD_DELETE_DENIED);
+        }
+    }
+
+    if (ngx_http_tavus_eval_key(r, tlcf, ctx) != NGX_OK) {
+        return ngx_http_tavus_local_answer(r, ctx,
+                                        NGX_HTTP_TAVUS_GATEWAY_MISCONFIGURED);
+    }
+
+    if (ngx_http_upstream_create(r) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    u = r->upstream;
+
+    ngx_str_set(&u->schema, "http://");
+    u->output.tag = (ngx_buf_tag_t) &ngx_http_tavus_module;
+
+    u->conf = &tlcf->upstream;
+
+    u->create_request = ngx_http_tavus_create_request;
+    u->reinit_request = ngx_http_tavus_reinit_request;
+    u->process_header = ngx_http_tavus_process_header;
+    u->abort_request = ngx_http_tavus_abort_request;
+    u->finalize_request = ngx_http_tavus_finalize_request;
+
+    u->input_filter_init = ngx_http_tavus_filter_init;
+    u->input_filter = ngx_http_tavus_filter;
+    u->input_filter_ctx = ctx;
+
+    r->main->count++;
+
+    ngx_http_upstream_init(r);
+
+    return NGX_DONE;
+}
+
+
+static ngx_int_t
+ngx_http_tavus_eval_key(ngx_http_request_t *r,
+    ngx_http_tavus_loc_conf_t *tlcf, ngx_http_tavus_ctx_t *ctx)
+{
+    ngx_str_t  key;
+
+    if (tlcf->key->complex == NULL) {
+        ctx->key = tlcf->key->value;
+        return NGX_OK;
+    }
+
+    if (ngx_http_complex_value(r, tlcf->key->complex, &key) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (key.len == 0) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "\"tavus_api_key\" evaluated to an empty key");
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_tavus_valid_key(key.data, key.len) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "\"tavus_api_key\" evaluated to a key with a control "
+                      "character or a space at either end");
+        return NGX_ERROR;
+    }
+
+    ctx->key = key;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tavus_local_answer(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx,
+    ngx_uint_t outcome)
+{
+    ngx_table_elt_t          *h;
+    ngx_http_tavus_answer_t   a;
+
+    ngx_http_tavus_answer_init(&a, outcome);
+
+    if (outcome == NGX_HTTP_TAVUS_METHOD_NOT_ALLOWED) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Allow");
+        ngx_str_set(&h->value, "DELETE");
+    }
+
+    return ngx_http_tavus_send_answer(r, ctx, &a);
+}
+
+
+/* an answer the module makes without the upstream */
+
+ngx_int_t
+ngx_http_tavus_send_answer(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx,
+    ngx_http_tavus_answer_t *a)
+{
+    ngx_int_t     rc;
+    ngx_chain_t  *out;
+
+    ctx->outcome = a->outcome;
+
+    out = ngx_http_tavus_answer_body(r, ctx, a);
+    if (out == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    r->headers_out.status = a->status;
+    r->headers_out.content_length_n = out->buf->last - out->buf->pos;
+
+    if (ngx_http_tavus_answer_headers(r, a) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out->buf->last_buf = (r == r->main) ? 1 : 0;
+    out->buf->last_in_chain = 1;
+
+    return ngx_http_output_filter(r, out);
+}
+
+
+ngx_chain_t *
+ngx_http_tavus_answer_body(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx,
+    ngx_http_tavus_answer_t *a)
+{
+    size_t                      len;
+    ngx_buf_t                  *b;
+    ngx_str_t                  *replica_id, request_id;
+    ngx_chain_t                *cl;
+    ngx_http_variable_value_t  *vv;
+    ngx_http_tavus_loc_conf_t  *tlcf;
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tavus_module);
+
+    vv = ngx_http_get_indexed_variable(r, tlcf->request_id_index);
+    if (vv == NULL || vv->not_found) {
+        return NULL;
+    }
+
+    request_id.data = vv->data;
+    request_id.len = vv->len;
+
+    replica_id = ctx->replica_id.len ? &ctx->replica_id : NULL;
+
+    len = ngx_http_tavus_json_length(a, replica_id, &request_id);
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NULL;
+    }
+
+    b->last = ngx_http_tavus_json_write(b->last, a, replica_id, ctx->hard,
+                                        &request_id);
+
+    cl = ngx_alloc_chain_link(r->pool);
+    if (cl == NULL) {
+        return NULL;
+    }
+
+    cl->buf = b;
+    cl->next = NULL;
+
+    return cl;
+}
+
+
+/* Content-Type and Cache-Control of every answer */
+
+ngx_int_t
+ngx_http_tavus_answer_headers(ngx_http_request_t *r,
+    ngx_http_tavus_answer_t *a)
+{
+    ngx_table_elt_t  *h;
+
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Cache-Control");
+    ngx_str_set(&h->value, "no-store");
+
+    return NGX_OK;
+}

@@ -1,0 +1,834 @@
+
+/*
+ * Copyright (C) ngx_tavus_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include <openssl/evp.h>
+#include "ngx_http_tavus_module.h"
+
+
+#define NGX_HTTP_TAVUS_KEY_FILE_MAX  4096
+
+
+static ngx_int_t ngx_http_tavus_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_tavus_replica_id_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_tavus_hard_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_tavus_outcome_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_tavus_fingerprint_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+static void *ngx_http_tavus_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_tavus_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+
+static char *ngx_http_tavus_delete_replica(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_tavus_pass(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_tavus_api_key(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_tavus_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_tavus_key_check(ngx_conf_t *cf,
+    ngx_http_tavus_key_t *key);
+
+
+static ngx_command_t  ngx_http_tavus_commands[] = {
+
+    { ngx_string("tavus_delete_replica"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tavus_delete_replica,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tavus_pass"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tavus_pass,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tavus_api_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tavus_api_key,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tavus_api_key_file"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_tavus_api_key_file,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("tavus_hard"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tavus_loc_conf_t, hard),
+      NULL },
+
+    { ngx_string("tavus_allow_hard_delete"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tavus_loc_conf_t, allow_hard),
+      NULL },
+
+    { ngx_string("tavus_connect_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tavus_loc_conf_t, upstream.connect_timeout),
+      NULL },
+
+    { ngx_string("tavus_send_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tavus_loc_conf_t, upstream.send_timeout),
+      NULL },
+
+    { ngx_string("tavus_read_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tavus_loc_conf_t, upstream.read_timeout),
+      NULL },
+
+    { ngx_string("tavus_buffer_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tavus_loc_conf_t, upstream.buffer_size),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_tavus_module_ctx = {
+    ngx_http_tavus_add_variables,          /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_tavus_create_loc_conf,        /* create location configuration */
+    ngx_http_tavus_merge_loc_conf          /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_tavus_module = {
+    NGX_MODULE_V1,
+    &ngx_http_tavus_module_ctx,            /* module context */
+    ngx_http_tavus_commands,               /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_http_variable_t  ngx_http_tavus_vars[] = {
+
+    { ngx_string("tavus_replica_id"), NULL,
+      ngx_http_tavus_replica_id_variable, 0,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tavus_hard"), NULL,
+      ngx_http_tavus_hard_variable, 0,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tavus_outcome"), NULL,
+      ngx_http_tavus_outcome_variable, 0,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("tavus_api_key_fingerprint"), NULL,
+      ngx_http_tavus_fingerprint_variable, 0,
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_str_t  ngx_http_tavus_default_hard = ngx_string("$arg_hard");
+static ngx_str_t  ngx_http_tavus_request_id = ngx_string("request_id");
+
+
+static ngx_int_t
+ngx_http_tavus_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_tavus_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tavus_replica_id_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_tavus_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_tavus_module);
+
+    if (ctx == NULL || ctx->replica_id.len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->len = ctx->replica_id.len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+    v->data = ctx->replica_id.data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tavus_hard_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_tavus_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_tavus_module);
+
+    if (ctx == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    if (ctx->hard) {
+        v->len = sizeof("true") - 1;
+        v->data = (u_char *) "true";
+
+    } else {
+        v->len = sizeof("false") - 1;
+        v->data = (u_char *) "false";
+    }
+
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tavus_outcome_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_str_t             *name;
+    ngx_http_tavus_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_tavus_module);
+
+    if (ctx == NULL || ctx->outcome == NGX_HTTP_TAVUS_OUTCOME_NONE) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    name = ngx_http_tavus_outcome_name(ctx->outcome);
+
+    v->len = name->len;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+    v->data = name->data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tavus_fingerprint_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                     *p;
+    ngx_http_tavus_ctx_t       *ctx;
+    ngx_http_tavus_loc_conf_t  *tlcf;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_tavus_module);
+
+    if (ctx == NULL || ctx->key.len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tavus_module);
+
+    if (tlcf->key && tlcf->key->complex == NULL) {
+        p = tlcf->key->fingerprint;
+
+    } else {
+        p = ngx_pnalloc(r->pool, NGX_HTTP_TAVUS_FINGERPRINT_LEN);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (ngx_http_tavus_fingerprint(p, ctx->key.data, ctx->key.len)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    v->len = NGX_HTTP_TAVUS_FINGERPRINT_LEN;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+    v->data = p;
+
+    return NGX_OK;
+}
+
+
+/* the first 16 hex digits of the SHA-256 of the key */
+
+ngx_int_t
+ngx_http_tavus_fingerprint(u_char *dst, u_char *data, size_t len)
+{
+    u_char  md[EVP_MAX_MD_SIZE];
+
+    if (EVP_Digest(data, len, md, NULL, EVP_sha256(), NULL) != 1) {
+        return NGX_ERROR;
+    }
+
+    ngx_hex_dump(dst, md, NGX_HTTP_TAVUS_FINGERPRINT_LEN / 2);
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_tavus_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_tavus_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_tavus_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->upstream.upstream = NULL;
+     *     conf->upstream.next_upstream = 0;
+     *     conf->upstream.temp_path = NULL;
+     *     conf->replica_id = NULL;
+     *     conf->hard = NULL;
+     *     conf->allow_hard = NULL;
+     *     conf->headers = { 0, NULL };
+     *     conf->host = { 0, NULL };
+     *     conf->ssl = 0;
+     */
+
+    conf->upstream.local = NGX_CONF_UNSET_PTR;
+    conf->upstream.socket_keepalive = NGX_CONF_UNSET;
+    conf->upstream.next_upstream_tries = NGX_CONF_UNSET_UINT;
+    conf->upstream.connect_timeout = NGX_CONF_UNSET_MSEC;
+    conf->upstream.send_timeout = NGX_CONF_UNSET_MSEC;
+    conf->upstream.read_timeout = NGX_CONF_UNSET_MSEC;
+    conf->upstream.next_upstream_timeout = NGX_CONF_UNSET_MSEC;
+
+    conf->upstream.buffer_size = NGX_CONF_UNSET_SIZE;
+
+    /* the hardcoded values */
+    conf->upstream.cyclic_temp_file = 0;
+    conf->upstream.buffering = 0;
+    conf->upstream.ignore_client_abort = 0;
+    conf->upstream.send_lowat = 0;
+    conf->upstream.bufs.num = 0;
+    conf->upstream.busy_buffers_size = 0;
+    conf->upstream.max_temp_file_size = 0;
+    conf->upstream.temp_file_write_size = 0;
+    conf->upstream.intercept_errors = 0;
+    conf->upstream.intercept_404 = 0;
+    conf->upstream.pass_request_headers = 0;
+    conf->upstream.pass_request_body = 0;
+
+    conf->key = NGX_CONF_UNSET_PTR;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_tavus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_tavus_loc_conf_t *prev = parent;
+    ngx_http_tavus_loc_conf_t *conf = child;
+
+    u_char                            *p;
+    size_t                             len;
+    ngx_http_compile_complex_value_t   ccv;
+
+    ngx_conf_merge_ptr_value(conf->upstream.local,
+                              prev->upstream.local, NULL);
+
+    ngx_conf_merge_value(conf->upstream.socket_keepalive,
+                              prev->upstream.socket_keepalive, 0);
+
+    ngx_conf_merge_uint_value(conf->upstream.next_upstream_tries,
+                              prev->upstream.next_upstream_tries, 0);
+
+    ngx_conf_merge_msec_value(conf->upstream.connect_timeout,
+                              prev->upstream.connect_timeout, 10000);
+
+    ngx_conf_merge_msec_value(conf->upstream.send_timeout,
+                              prev->upstream.send_timeout, 30000);
+
+    ngx_conf_merge_msec_value(conf->upstream.read_timeout,
+                              prev->upstream.read_timeout, 30000);
+
+    ngx_conf_merge_msec_value(conf->upstream.next_upstream_timeout,
+                              prev->upstream.next_upstream_timeout, 0);
+
+    ngx_conf_merge_size_value(conf->upstream.buffer_size,
+                              prev->upstream.buffer_size,
+                              (size_t) ngx_pagesize);
+
+    ngx_conf_merge_bitmask_value(conf->upstream.next_upstream,
+                              prev->upstream.next_upstream,
+                              (NGX_CONF_BITMASK_SET
+                               |NGX_HTTP_UPSTREAM_FT_ERROR
+                               |NGX_HTTP_UPSTREAM_FT_TIMEOUT));
+
+    if (conf->upstream.upstream == NULL) {
+        conf->upstream.upstream = prev->upstream.upstream;
+        conf->host = prev->host;
+        conf->ssl = prev->ssl;
+    }
+
+    ngx_conf_merge_ptr_value(conf->key, prev->key, NULL);
+
+    if (conf->hard == NULL) {
+        conf->hard = prev->hard;
+    }
+
+    if (conf->allow_hard == NULL) {
+        conf->allow_hard = prev->allow_hard;
+    }
+
+    if (conf->replica_id == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    /* a location with tavus_delete_replica */
+
+    if (conf->upstream.upstream == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"tavus_delete_replica\" requires "
+                           "\"tavus_pass\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->key == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"tavus_delete_replica\" requires "
+                           "\"tavus_api_key\" or \"tavus_api_key_file\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->ssl) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"tavus_pass\" with \"https://\" is not "
+                           "supported by this version of the module");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->hard == NULL) {
+        conf->hard = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+        if (conf->hard == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+        ccv.cf = cf;
+        ccv.value = &ngx_http_tavus_default_hard;
+        ccv.complex_value = conf->hard;
+
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    conf->request_id_index = ngx_http_get_variable_index(cf,
+                                                   &ngx_http_tavus_request_id);
+    if (conf->request_id_index == NGX_ERROR) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* the constant part of the request after the request line */
+
+    len = sizeof(" HTTP/1.1" CRLF "Host: ") - 1 + conf->host.len
+          + sizeof(CRLF "x-api-key: ") - 1;
+
+    p = ngx_pnalloc(cf->pool, len);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    conf->headers.data = p;
+
+    p = ngx_cpymem(p, " HTTP/1.1" CRLF "Host: ",
+                   sizeof(" HTTP/1.1" CRLF "Host: ") - 1);
+    p = ngx_cpymem(p, conf->host.data, conf->host.len);
+    p = ngx_cpymem(p, CRLF "x-api-key: ", sizeof(CRLF "x-api-key: ") - 1);
+
+    conf->headers.len = p - conf->headers.data;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_tavus_delete_replica(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_tavus_loc_conf_t *tlcf = conf;
+
+    ngx_str_t                         *value;
+    ngx_http_core_loc_conf_t          *clcf;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (tlcf->replica_id) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    tlcf->replica_id = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (tlcf->replica_id == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = tlcf->replica_id;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    clcf->handler = ngx_http_tavus_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_tavus_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_tavus_loc_conf_t *tlcf = conf;
+
+    size_t      add;
+    u_char     *p, *last;
+    in_port_t   port;
+    ngx_str_t  *value, url;
+    ngx_url_t   u;
+
+    if (tlcf->upstream.upstream) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    url = value[1];
+
+    if (ngx_http_script_variables_count(&url)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "variables in \"tavus_pass\" are not supported "
+                           "by this version of the module");
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_strncasecmp(url.data, (u_char *) "http://", 7) == 0) {
+        add = 7;
+        port = 80;
+
+    } else if (ngx_strncasecmp(url.data, (u_char *) "https://", 8) == 0) {
+        add = 8;
+        port = 443;
+        tlcf->ssl = 1;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"tavus_pass\" URL must start with \"http://\" "
+                           "or \"https://\"");
+        return NGX_CONF_ERROR;
+    }
+
+    url.data += add;
+    url.len -= add;
+
+    /* host[:port], with a lone trailing "/" accepted */
+
+    if (url.len && url.data[url.len - 1] == '/') {
+        url.len--;
+    }
+
+    last = url.data + url.len;
+
+    for (p = url.data; p < last; p++) {
+        if (*p == '/' || *p == '?' || *p == '#') {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"tavus_pass\" URL must not have a path, "
+                               "a query or a fragment");
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (url.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"tavus_pass\" URL has no host");
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url = url;
+    u.default_port = port;
+    u.no_resolve = 1;
+
+    tlcf->upstream.upstream = ngx_http_upstream_add(cf, &u, 0);
+    if (tlcf->upstream.upstream == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    tlcf->host = url;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_tavus_api_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_tavus_loc_conf_t *tlcf = conf;
+
+    ngx_str_t                         *value;
+    ngx_http_tavus_key_t              *key;
+    ngx_http_complex_value_t           cv;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (tlcf->key != NGX_CONF_UNSET_PTR) {
+        if (ngx_strcmp(tlcf->key->directive, "tavus_api_key") == 0) {
+            return "is duplicate";
+        }
+
+        return "cannot be used with \"tavus_api_key_file\" at one level";
+    }
+
+    value = cf->args->elts;
+
+    key = ngx_pcalloc(cf->pool, sizeof(ngx_http_tavus_key_t));
+    if (key == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    key->directive = "tavus_api_key";
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = &cv;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (cv.lengths == NULL) {
+        key->value = value[1];
+        tlcf->key = key;
+
+        return ngx_http_tavus_key_check(cf, key);
+    }
+
+    key->complex = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (key->complex == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *key->complex = cv;
+    tlcf->key = key;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_tavus_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_tavus_loc_conf_t *tlcf = conf;
+
+    u_char                *buf;
+    char                  *rv;
+    ssize_t                n;
+    ngx_fd_t               fd;
+    ngx_str_t             *value, name;
+    ngx_file_info_t        fi;
+    ngx_http_tavus_key_t  *key;
+
+    if (tlcf->key != NGX_CONF_UNSET_PTR) {
+        if (ngx_strcmp(tlcf->key->directive, "tavus_api_key_file") == 0) {
+            return "is duplicate";
+        }
+
+        return "cannot be used with \"tavus_api_key\" at one level";
+    }
+
+    value = cf->args->elts;
+    name = value[1];
+
+    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+
+    if (fd == NGX_INVALID_FILE) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_open_file_n " \"%s\" failed", name.data);
+        return NGX_CONF_ERROR;
+    }
+
+    rv = NGX_CONF_ERROR;
+    buf = NULL;
+
+    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_fd_info_n " \"%s\" failed", name.data);
+        goto done;
+    }
+
+    if (ngx_file_size(&fi) > NGX_HTTP_TAVUS_KEY_FILE_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "key file \"%s\" is larger than %d bytes",
+                           name.data, NGX_HTTP_TAVUS_KEY_FILE_MAX);
+        goto done;
+    }
+
+    buf = ngx_pnalloc(cf->pool, NGX_HTTP_TAVUS_KEY_FILE_MAX + 1);
+    if (buf == NULL) {
+        goto done;
+    }
+
+    n = ngx_read_fd(fd, buf, NGX_HTTP_TAVUS_KEY_FILE_MAX + 1);
+
+    if (n == -1) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           ngx_read_fd_n " \"%s\" failed", name.data);
+        goto done;
+    }
+
+    if (n > NGX_HTTP_TAVUS_KEY_FILE_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "key file \"%s\" is larger than %d bytes",
+                           name.data, NGX_HTTP_TAVUS_KEY_FILE_MAX);
+        goto done;
+    }
+
+    /* one trailing newline, as editors and "echo" write it, is dropped */
+
+    if (n && buf[n - 1] == LF) {
+        n--;
+
+        if (n && buf[n - 1] == CR) {
+            n--;
+        }
+    }
+
+    key = ngx_pcalloc(cf->pool, sizeof(ngx_http_tavus_key_t));
+    if (key == NULL) {
+        goto done;
+    }
+
+    key->directive = "tavus_api_key_file";
+    key->value.data = buf;
+    key->value.len = n;
+
+    tlcf->key = key;
+
+    rv = ngx_http_tavus_key_check(cf, key);
+
+done:
+
+    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
+        ngx_conf_log_error(NGX_LOG_ALERT, cf, ngx_errno,
+                           ngx_close_file_n " \"%s\" failed", name.data);
+    }
+
+    if (rv != NGX_CONF_OK && buf) {
+        ngx_explicit_memzero(buf, NGX_HTTP_TAVUS_KEY_FILE_MAX + 1);
+    }
+
+    return rv;
+}
+
+
+/* never log the key itself: the messages name the problem only */
+
+static char *
+ngx_http_tavus_key_check(ngx_conf_t *cf, ngx_http_tavus_key_t *key)
+{
+    if (key->value.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\" gives an empty key", key->directive);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_tavus_valid_key(key->value.data, key->value.len) != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%s\" gives a key with a control character "
+                           "or a space at either end", key->directive);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_http_tavus_fingerprint(key->fingerprint, key->value.data,
+                                   key->value.len)
+        != NGX_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "SHA-256 of the key failed");
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}

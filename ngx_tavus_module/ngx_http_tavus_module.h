@@ -1,0 +1,102 @@
+
+/*
+ * Copyright (C) ngx_tavus_module authors
+ */
+
+
+#ifndef _NGX_HTTP_TAVUS_MODULE_H_INCLUDED_
+#define _NGX_HTTP_TAVUS_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include "ngx_http_tavus_json.h"
+#include "ngx_http_tavus_validate.h"
+
+
+#define NGX_HTTP_TAVUS_FINGERPRINT_LEN  16
+
+
+typedef struct {
+    /* exactly one of the two */
+    ngx_str_t                    value;
+    ngx_http_complex_value_t    *complex;
+
+    u_char                       fingerprint[NGX_HTTP_TAVUS_FINGERPRINT_LEN];
+    const char                  *directive;
+} ngx_http_tavus_key_t;
+
+
+typedef struct {
+    ngx_http_upstream_conf_t     upstream;
+
+    ngx_http_complex_value_t    *replica_id;
+    ngx_http_complex_value_t    *hard;
+    ngx_http_complex_value_t    *allow_hard;
+
+    ngx_http_tavus_key_t        *key;
+    ngx_int_t                    request_id_index;
+
+    /* "Host: ..." CRLF "x-api-key: ", prepared from tavus_pass */
+    ngx_str_t                    headers;
+    ngx_str_t                    host;
+    ngx_uint_t                   ssl;
+} ngx_http_tavus_loc_conf_t;
+
+
+typedef enum {
+    ngx_http_tavus_st_status = 0,
+    ngx_http_tavus_st_header,
+    ngx_http_tavus_st_body,
+    ngx_http_tavus_st_chunked
+} ngx_http_tavus_state_e;
+
+
+typedef struct {
+    ngx_http_request_t          *request;
+
+    ngx_str_t                    replica_id;
+    ngx_str_t                    key;
+    ngx_uint_t                   hard;
+    ngx_uint_t                   outcome;
+
+    /* the upstream answer, read whole in process_header */
+    ngx_http_tavus_state_e       state;
+    ngx_http_status_t            status;
+    ngx_http_chunked_t           chunked;
+    off_t                        content_length;
+    u_char                      *body_start;
+    u_char                      *body_last;
+    ngx_str_t                    retry_after;
+    unsigned                     chunked_body:1;
+    unsigned                     connection_close:1;
+
+    ngx_chain_t                 *out;
+} ngx_http_tavus_ctx_t;
+
+
+ngx_int_t ngx_http_tavus_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_tavus_send_answer(ngx_http_request_t *r,
+    ngx_http_tavus_ctx_t *ctx, ngx_http_tavus_answer_t *a);
+ngx_chain_t *ngx_http_tavus_answer_body(ngx_http_request_t *r,
+    ngx_http_tavus_ctx_t *ctx, ngx_http_tavus_answer_t *a);
+ngx_int_t ngx_http_tavus_answer_headers(ngx_http_request_t *r,
+    ngx_http_tavus_answer_t *a);
+
+ngx_int_t ngx_http_tavus_fingerprint(u_char *dst, u_char *data, size_t len);
+
+ngx_int_t ngx_http_tavus_create_request(ngx_http_request_t *r);
+ngx_int_t ngx_http_tavus_reinit_request(ngx_http_request_t *r);
+
+ngx_int_t ngx_http_tavus_process_header(ngx_http_request_t *r);
+ngx_int_t ngx_http_tavus_filter_init(void *data);
+ngx_int_t ngx_http_tavus_filter(void *data, ssize_t bytes);
+void ngx_http_tavus_abort_request(ngx_http_request_t *r);
+void ngx_http_tavus_finalize_request(ngx_http_request_t *r, ngx_int_t rc);
+
+
+extern ngx_module_t  ngx_http_tavus_module;
+
+
+#endif /* _NGX_HTTP_TAVUS_MODULE_H_INCLUDED_ */

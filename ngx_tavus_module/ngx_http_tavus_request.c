@@ -1,0 +1,101 @@
+
+/*
+ * Copyright (C) ngx_tavus_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include "ngx_http_tavus_module.h"
+
+
+/*
+ * The request is built from the configuration, the validated replica id
+ * and the hard flag only: nothing of the client's request goes upstream.
+ * Its buffer holds the key, so it is never written to the log.
+ */
+
+ngx_int_t
+ngx_http_tavus_create_request(ngx_http_request_t *r)
+{
+    size_t                      len;
+    ngx_buf_t                  *b;
+    ngx_chain_t                *cl;
+    ngx_http_tavus_ctx_t       *ctx;
+    ngx_http_tavus_loc_conf_t  *tlcf;
+
+    static u_char  method[] = "DELETE /v2/replicas/";
+    static u_char  hard[] = "?hard=true";
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_tavus_module);
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tavus_module);
+
+    len = sizeof(method) - 1 + ctx->replica_id.len
+          + (ctx->hard ? sizeof(hard) - 1 : 0)
+          + tlcf->headers.len + ctx->key.len + sizeof(CRLF CRLF) - 1;
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    cl = ngx_alloc_chain_link(r->pool);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    cl->buf = b;
+    cl->next = NULL;
+
+    b->last = ngx_cpymem(b->last, method, sizeof(method) - 1);
+    b->last = ngx_cpymem(b->last, ctx->replica_id.data, ctx->replica_id.len);
+
+    if (ctx->hard) {
+        b->last = ngx_cpymem(b->last, hard, sizeof(hard) - 1);
+    }
+
+    b->last = ngx_cpymem(b->last, tlcf->headers.data, tlcf->headers.len);
+    b->last = ngx_cpymem(b->last, ctx->key.data, ctx->key.len);
+    *b->last++ = CR; *b->last++ = LF;
+    *b->last++ = CR; *b->last++ = LF;
+
+    r->upstream->request_bufs = cl;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "tavus request: DELETE /v2/replicas/%V%s",
+                   &ctx->replica_id, ctx->hard ? hard : (u_char *) "");
+
+    return NGX_OK;
+}
+
+
+/* before a retry: nothing of the previous answer may survive */
+
+ngx_int_t
+ngx_http_tavus_reinit_request(ngx_http_request_t *r)
+{
+    ngx_http_tavus_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_tavus_module);
+
+    if (ctx == NULL) {
+        return NGX_OK;
+    }
+
+    ctx->outcome = NGX_HTTP_TAVUS_OUTCOME_NONE;
+    ctx->state = ngx_http_tavus_st_status;
+    ngx_memzero(&ctx->status, sizeof(ngx_http_status_t));
+    ngx_memzero(&ctx->chunked, sizeof(ngx_http_chunked_t));
+    ctx->content_length = -1;
+    ctx->body_start = NULL;
+    ctx->body_last = NULL;
+    ngx_str_null(&ctx->retry_after);
+    ctx->chunked_body = 0;
+    ctx->connection_close = 0;
+    ctx->out = NULL;
+
+    r->state = 0;
+
+    return NGX_OK;
+}

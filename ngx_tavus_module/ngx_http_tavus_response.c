@@ -1,0 +1,523 @@
+
+/*
+ * Copyright (C) ngx_tavus_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include "ngx_http_tavus_module.h"
+
+
+static ngx_int_t ngx_http_tavus_process_header_line(ngx_http_request_t *r,
+    ngx_http_tavus_ctx_t *ctx);
+static ngx_int_t ngx_http_tavus_process_body_start(ngx_http_request_t *r,
+    ngx_http_tavus_ctx_t *ctx, ngx_buf_t *b);
+static ngx_int_t ngx_http_tavus_process_answer(ngx_http_request_t *r,
+    ngx_http_tavus_ctx_t *ctx);
+static void ngx_http_tavus_log_upstream(ngx_http_request_t *r,
+    ngx_http_tavus_ctx_t *ctx, ngx_http_tavus_answer_t *a, u_char *body,
+    size_t len);
+static ngx_int_t ngx_http_tavus_invalid(ngx_http_request_t *r,
+    ngx_http_tavus_ctx_t *ctx, const char *why);
+
+
+/*
+ * The whole answer, status line, headers and body, is read here into
+ * u->buffer (tavus_buffer_size): NGX_AGAIN until it is complete.  Only
+ * then is it translated, and the translated answer is what nginx sends.
+ */
+
+ngx_int_t
+ngx_http_tavus_process_header(ngx_http_request_t *r)
+{
+    size_t                 size;
+    ngx_int_t              rc;
+    ngx_buf_t             *b;
+    ngx_http_upstream_t   *u;
+    ngx_http_tavus_ctx_t  *ctx;
+
+    u = r->upstream;
+    b = &u->buffer;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_tavus_module);
+
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    for ( ;; ) {
+
+        switch (ctx->state) {
+
+        case ngx_http_tavus_st_status:
+
+            rc = ngx_http_parse_status_line(r, b, &ctx->status);
+
+            if (rc == NGX_AGAIN) {
+                goto again;
+            }
+
+            /*
+             * no HTTP/0.9 fallback as in the proxy module: garbage is
+             * never taken for an answer
+             */
+
+            if (rc == NGX_ERROR
+                || ctx->status.http_version < NGX_HTTP_VERSION_10
+                || ctx->status.http_version >= NGX_HTTP_VERSION_20)
+            {
+                return ngx_http_tavus_invalid(r, ctx,
+                                          "no valid HTTP/1.x status line");
+            }
+
+            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "tavus upstream status %ui", ctx->status.code);
+
+            if (ctx->status.http_version < NGX_HTTP_VERSION_11) {
+                ctx->connection_close = 1;
+            }
+
+            ctx->state = ngx_http_tavus_st_header;
+            break;
+
+        case ngx_http_tavus_st_header:
+
+            rc = ngx_http_parse_header_line(r, b, 1);
+
+            if (rc == NGX_OK) {
+                rc = ngx_http_tavus_process_header_line(r, ctx);
+
+                if (rc != NGX_OK) {
+                    return rc;
+                }
+
+                break;
+            }
+
+            if (rc == NGX_AGAIN) {
+                goto again;
+            }
+
+            if (rc != NGX_HTTP_PARSE_HEADER_DONE) {
+                return ngx_http_tavus_invalid(r, ctx, "an invalid header");
+            }
+
+            rc = ngx_http_tavus_process_body_start(r, ctx, b);
+
+            if (rc != NGX_OK) {
+                return rc;
+            }
+
+            break;
+
+        case ngx_http_tavus_st_body:
+
+            if (b->last - ctx->body_start < ctx->content_length) {
+                goto again;
+            }
+
+            ctx->body_last = ctx->body_start + ctx->content_length;
+            b->pos = ctx->body_last;
+
+            return ngx_http_tavus_process_answer(r, ctx);
+
+        case ngx_http_tavus_st_chunked:
+
+            rc = ngx_http_parse_chunked(r, b, &ctx->chunked);
+
+            if (rc == NGX_OK) {
+
+                /* chunk data: gathered at the end of the body so far */
+
+                size = ngx_min((off_t) (b->last - b->pos), ctx->chunked.size);
+
+                ctx->body_last = ngx_movemem(ctx->body_last, b->pos, size);
+                b->pos += size;
+                ctx->chunked.size -= size;
+
+                break;
+            }
+
+            if (rc == NGX_DONE) {
+                return ngx_http_tavus_process_answer(r, ctx);
+            }
+
+            if (rc == NGX_AGAIN) {
+                goto again;
+            }
+
+            return ngx_http_tavus_invalid(r, ctx, "an invalid chunked body");
+        }
+    }
+
+again:
+
+    if (b->last == b->end) {
+        return ngx_http_tavus_invalid(r, ctx,
+                                  "an answer larger than tavus_buffer_size");
+    }
+
+    return NGX_AGAIN;
+}
+
+
+static ngx_int_t
+ngx_http_tavus_process_header_line(ngx_http_request_t *r,
+    ngx_http_tavus_ctx_t *ctx)
+{
+    size_t      len;
+    u_char     *name, *value;
+    ngx_str_t   h;
+
+    name = r->header_name_start;
+    len = r->header_name_end - r->header_name_start;
+
+    value = r->header_start;
+    h.len = r->header_end - r->header_start;
+    h.data = value;
+
+    if (len == sizeof("Content-Length") - 1
+        && ngx_strncasecmp(name, (u_char *) "Content-Length", len) == 0)
+    {
+        if (ctx->content_length != -1) {
+            return ngx_http_tavus_invalid(r, ctx,
+                                       "more than one \"Content-Length\"");
+        }
+
+        ctx->content_length = ngx_atoof(value, h.len);
+
+        if (ctx->content_length == NGX_ERROR) {
+            return ngx_http_tavus_invalid(r, ctx,
+                                          "an invalid \"Content-Length\"");
+        }
+
+        return NGX_OK;
+    }
+
+    if (len == sizeof("Transfer-Encoding") - 1
+        && ngx_strncasecmp(name, (u_char *) "Transfer-Encoding", len) == 0)
+    {
+        if (ctx->chunked_body
+            || h.len != sizeof("chunked") - 1
+            || ngx_strncasecmp(value, (u_char *) "chunked", h.len) != 0)
+        {
+            return ngx_http_tavus_invalid(r, ctx,
+                                    "an unsupported \"Transfer-Encoding\"");
+        }
+
+        ctx->chunked_body = 1;
+
+        return NGX_OK;
+    }
+
+    if (len == sizeof("Connection") - 1
+        && ngx_strncasecmp(name, (u_char *) "Connection", len) == 0)
+    {
+        if (ngx_strlcasestrn(value, value + h.len, (u_char *) "close",
+                             sizeof("close") - 2)
+            != NULL)
+        {
+            ctx->connection_close = 1;
+        }
+
+        return NGX_OK;
+    }
+
+    if (len == sizeof("Retry-After") - 1
+        && ngx_strncasecmp(name, (u_char *) "Retry-After", len) == 0)
+    {
+        ctx->retry_after.data = ngx_pstrdup(r->pool, &h);
+        if (ctx->retry_after.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx->retry_after.len = h.len;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tavus_process_body_start(ngx_http_request_t *r,
+    ngx_http_tavus_ctx_t *ctx, ngx_buf_t *b)
+{
+    ngx_uint_t  code;
+
+    code = ctx->status.code;
+
+    if (code >= 100 && code < 200) {
+
+        if (code == NGX_HTTP_SWITCHING_PROTOCOLS) {
+            return ngx_http_tavus_invalid(r, ctx, "101 Switching Protocols");
+        }
+
+        /* an interim answer: the final one follows */
+
+        ngx_memzero(&ctx->status, sizeof(ngx_http_status_t));
+        ctx->content_length = -1;
+        ctx->chunked_body = 0;
+        ngx_str_null(&ctx->retry_after);
+        ctx->state = ngx_http_tavus_st_status;
+
+        return NGX_OK;
+    }
+
+    ctx->body_start = b->pos;
+    ctx->body_last = b->pos;
+
+    if (ctx->chunked_body && ctx->content_length != -1) {
+        return ngx_http_tavus_invalid(r, ctx,
+                      "both \"Content-Length\" and \"Transfer-Encoding\"");
+    }
+
+    if (code == NGX_HTTP_NO_CONTENT || code == NGX_HTTP_NOT_MODIFIED) {
+        return ngx_http_tavus_process_answer(r, ctx);
+    }
+
+    if (ctx->chunked_body) {
+        ctx->state = ngx_http_tavus_st_chunked;
+        return NGX_OK;
+    }
+
+    if (ctx->content_length == -1) {
+        return ngx_http_tavus_invalid(r, ctx,
+                                      "a body delimited by connection close");
+    }
+
+    if (ctx->content_length > b->end - b->pos) {
+        return ngx_http_tavus_invalid(r, ctx,
+                                  "an answer larger than tavus_buffer_size");
+    }
+
+    ctx->state = ngx_http_tavus_st_body;
+
+    return NGX_OK;
+}
+
+
+/* the answer is complete: translate it, and let nginx send the result */
+
+static ngx_int_t
+ngx_http_tavus_process_answer(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx)
+{
+    u_char                   *body, *buf;
+    size_t                    len;
+    ngx_buf_t                *b;
+    ngx_table_elt_t          *h;
+    ngx_http_upstream_t      *u;
+    ngx_http_tavus_answer_t   a;
+
+    u = r->upstream;
+    b = &u->buffer;
+
+    if (b->pos == b->last) {
+        u->keepalive = !ctx->connection_close;
+
+    } else {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "upstream sent %uz bytes after the answer",
+                      (size_t) (b->last - b->pos));
+
+        u->keepalive = 0;
+        b->pos = b->last;
+    }
+
+    len = ctx->body_last - ctx->body_start;
+
+    if (ctx->status.code >= 200 && ctx->status.code < 300) {
+        ngx_http_tavus_answer_init(&a, NGX_HTTP_TAVUS_DELETED);
+
+    } else {
+
+        /* cJSON wants a NUL-terminated copy */
+
+        body = ngx_pnalloc(r->pool, len + 1 + NGX_HTTP_TAVUS_MESSAGE_MAX);
+        if (body == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(body, ctx->body_start, len);
+        body[len] = '\0';
+        buf = body + len + 1;
+
+        ngx_http_tavus_translate(&a, ctx->status.code, body, len, &ctx->key,
+                                 buf);
+
+        ngx_http_tavus_log_upstream(r, ctx, &a, body, len);
+    }
+
+    ctx->outcome = a.outcome;
+
+    ctx->out = ngx_http_tavus_answer_body(r, ctx, &a);
+    if (ctx->out == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->out->buf->flush = 1;
+    ctx->out->buf->tag = u->output.tag;
+
+    if (ngx_http_tavus_answer_headers(r, &a) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (a.outcome == NGX_HTTP_TAVUS_RATE_LIMITED && ctx->retry_after.len) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Retry-After");
+        h->value = ctx->retry_after;
+    }
+
+    u->headers_in.status_n = a.status;
+    u->headers_in.content_length_n = ctx->out->buf->last - ctx->out->buf->pos;
+
+    /* $upstream_status keeps what the upstream said */
+
+    u->state->status = ctx->status.code;
+
+    return NGX_OK;
+}
+
+
+/*
+ * What the operator must see: a rejected key (with the fingerprint, never
+ * the key) and server errors, with the upstream's message redacted.
+ */
+
+static void
+ngx_http_tavus_log_upstream(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx,
+    ngx_http_tavus_answer_t *a, u_char *body, size_t len)
+{
+    u_char                      fp[NGX_HTTP_TAVUS_FINGERPRINT_LEN];
+    u_char                      buf[NGX_HTTP_TAVUS_MESSAGE_MAX];
+    ngx_int_t                   rc;
+    ngx_str_t                   message;
+    ngx_http_tavus_loc_conf_t  *tlcf;
+
+    if (a->outcome != NGX_HTTP_TAVUS_UPSTREAM_REJECTED_KEY
+        && a->outcome != NGX_HTTP_TAVUS_UPSTREAM_ERROR)
+    {
+        return;
+    }
+
+    rc = ngx_http_tavus_upstream_message(body, len, &ctx->key, buf,
+                                         &message);
+
+    if (rc == NGX_ABORT) {
+        ngx_str_set(&message, "(withheld: it contains the API key)");
+
+    } else if (rc != NGX_OK) {
+        ngx_str_set(&message, "(none)");
+    }
+
+    if (a->outcome == NGX_HTTP_TAVUS_UPSTREAM_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "upstream answered %ui, message: \"%V\"",
+                      ctx->status.code, &message);
+        return;
+    }
+
+    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tavus_module);
+
+    if (tlcf->key->complex == NULL) {
+        ngx_memcpy(fp, tlcf->key->fingerprint, sizeof(fp));
+
+    } else if (ngx_http_tavus_fingerprint(fp, ctx->key.data, ctx->key.len)
+               != NGX_OK)
+    {
+        ngx_memset(fp, '?', sizeof(fp));
+    }
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "upstream rejected the API key with fingerprint %*s: "
+                  "%ui, message: \"%V\"",
+                  sizeof(fp), fp, ctx->status.code, &message);
+}
+
+
+static ngx_int_t
+ngx_http_tavus_invalid(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx,
+    const char *why)
+{
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "upstream sent %s", why);
+
+    ctx->outcome = NGX_HTTP_TAVUS_UPSTREAM_INVALID_RESPONSE;
+    r->upstream->keepalive = 0;
+
+    return NGX_HTTP_UPSTREAM_INVALID_HEADER;
+}
+
+
+ngx_int_t
+ngx_http_tavus_filter_init(void *data)
+{
+    ngx_http_tavus_ctx_t  *ctx = data;
+
+    ngx_http_upstream_t  *u;
+
+    u = ctx->request->upstream;
+
+    u->length = 0;
+    u->out_bufs = ctx->out;
+
+    return NGX_OK;
+}
+
+
+/* the answer was read whole: whatever comes now is surplus */
+
+ngx_int_t
+ngx_http_tavus_filter(void *data, ssize_t bytes)
+{
+    ngx_http_tavus_ctx_t  *ctx = data;
+
+    ngx_http_upstream_t  *u;
+
+    u = ctx->request->upstream;
+
+    ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
+                  "upstream sent %z bytes after the answer", bytes);
+
+    u->keepalive = 0;
+    u->length = 0;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_tavus_abort_request(ngx_http_request_t *r)
+{
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "abort tavus request");
+}
+
+
+void
+ngx_http_tavus_finalize_request(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_http_tavus_ctx_t  *ctx;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "finalize tavus request %i", rc);
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_tavus_module);
+
+    if (ctx == NULL || ctx->outcome != NGX_HTTP_TAVUS_OUTCOME_NONE) {
+        return;
+    }
+
+    if (rc == NGX_HTTP_GATEWAY_TIME_OUT) {
+        ctx->outcome = NGX_HTTP_TAVUS_UPSTREAM_TIMEOUT;
+
+    } else if (rc >= NGX_HTTP_SPECIAL_RESPONSE || rc == NGX_ERROR) {
+        ctx->outcome = NGX_HTTP_TAVUS_UPSTREAM_ERROR;
+    }
+}

@@ -1,0 +1,106 @@
+
+/*
+ * Copyright (C) ngx_tavus_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include "ngx_http_tavus_validate.h"
+
+
+/* NGX_OK if 1 to 128 bytes of [A-Za-z0-9_-], NGX_DECLINED otherwise */
+
+ngx_int_t
+ngx_http_tavus_valid_replica_id(u_char *data, size_t len)
+{
+    u_char  ch;
+    size_t  i;
+
+    if (len == 0 || len > NGX_HTTP_TAVUS_REPLICA_ID_MAX) {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < len; i++) {
+        ch = data[i];
+
+        if ((ch >= 'a' && ch <= 'z')
+            || (ch >= 'A' && ch <= 'Z')
+            || (ch >= '0' && ch <= '9')
+            || ch == '_' || ch == '-')
+        {
+            continue;
+        }
+
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+/* 1 for "true", 0 for "false" or empty, NGX_ERROR for anything else */
+
+ngx_int_t
+ngx_http_tavus_parse_hard(u_char *data, size_t len)
+{
+    if (len == 0) {
+        return 0;
+    }
+
+    if (len == 4 && ngx_strncmp(data, "true", 4) == 0) {
+        return 1;
+    }
+
+    if (len == 5 && ngx_strncmp(data, "false", 5) == 0) {
+        return 0;
+    }
+
+    return NGX_ERROR;
+}
+
+
+/* 1 for "on", "true" or "1"; 0 for anything else, empty included */
+
+ngx_int_t
+ngx_http_tavus_parse_allow(u_char *data, size_t len)
+{
+    if ((len == 2 && ngx_strncmp(data, "on", 2) == 0)
+        || (len == 4 && ngx_strncmp(data, "true", 4) == 0)
+        || (len == 1 && data[0] == '1'))
+    {
+        return 1;
+    }
+
+    return 0;
+}
+
+
+/*
+ * An API key goes into a header line: it must not be empty and must hold
+ * no control byte (CR and LF would split the request, NUL truncates it).
+ * Spaces and tabs at either end would be stripped by the peer, so they
+ * are refused too.
+ */
+
+ngx_int_t
+ngx_http_tavus_valid_key(u_char *data, size_t len)
+{
+    size_t  i;
+
+    if (len == 0) {
+        return NGX_DECLINED;
+    }
+
+    if (data[0] == ' ' || data[len - 1] == ' ') {
+        return NGX_DECLINED;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (data[i] < 0x20 || data[i] == 0x7f) {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
