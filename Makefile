@@ -24,7 +24,7 @@ UNIT_CFLAGS =	-g -O1 -Wall -Wextra -Werror -Wno-unused-parameter \
 PURE =		ngx_tavus_module/ngx_http_tavus_validate.c \
 		ngx_tavus_module/ngx_http_tavus_json.c
 
-.PHONY: deps build run test unit prove clean
+.PHONY: deps build run test unit clean
 
 deps:
 	@sh scripts/deps.sh
@@ -54,10 +54,9 @@ $(BUILD)/unit: t/unit/unit.c $(PURE) ngx_tavus_module/*.h \
 unit: build $(BUILD)/unit
 	$(BUILD)/unit
 
-prove: build
+# the unit tests run inside the suite too, through t/00-unit.t
+test: build $(BUILD)/unit
 	prove -r t/
-
-test: unit prove
 
 clean:
 	rm -rf $(BUILD)

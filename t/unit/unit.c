@@ -1,0 +1,489 @@
+
+/*
+ * Copyright (C) ngx_tavus_module authors
+ *
+ * Unit tests of the pure parts: validation and JSON translation.
+ * Linked alone with libcjson; prints TAP.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <cjson/cJSON.h>
+#include "ngx_http_tavus_validate.h"
+#include "ngx_http_tavus_json.h"
+
+
+static int  tests;
+static int  failed;
+
+
+#define ok(cond, name)                                                        \
+    do {                                                                      \
+        tests++;                                                              \
+        if (cond) {                                                           \
+            printf("ok %d - %s\n", tests, name);                              \
+        } else {                                                              \
+            failed++;                                                         \
+            printf("not ok %d - %s (%s:%d)\n", tests, name, __FILE__,         \
+                   __LINE__);                                                 \
+        }                                                                     \
+    } while (0)
+
+
+#define S(s)  (u_char *) s, sizeof(s) - 1
+
+
+static ngx_str_t  request_id = ngx_string("0123456789abcdef0123456789abcdef");
+
+
+static void
+test_replica_id(void)
+{
+    u_char  id[130];
+
+    ngx_memset(id, 'a', sizeof(id));
+
+    ok(ngx_http_tavus_valid_replica_id(S("rf3073f2dcc1")) == NGX_OK,
+       "id: a Tavus id");
+    ok(ngx_http_tavus_valid_replica_id(S("A-z_0-9")) == NGX_OK,
+       "id: all classes");
+    ok(ngx_http_tavus_valid_replica_id(S("")) == NGX_DECLINED, "id: empty");
+    ok(ngx_http_tavus_valid_replica_id(id, 1) == NGX_OK, "id: 1 byte");
+    ok(ngx_http_tavus_valid_replica_id(id, 128) == NGX_OK, "id: 128 bytes");
+    ok(ngx_http_tavus_valid_replica_id(id, 129) == NGX_DECLINED,
+       "id: 129 bytes");
+    ok(ngx_http_tavus_valid_replica_id(S("a.b")) == NGX_DECLINED, "id: dot");
+    ok(ngx_http_tavus_valid_replica_id(S("a/b")) == NGX_DECLINED,
+       "id: slash");
+    ok(ngx_http_tavus_valid_replica_id(S("..")) == NGX_DECLINED,
+       "id: dot dot");
+    ok(ngx_http_tavus_valid_replica_id(S("a%2Fb")) == NGX_DECLINED,
+       "id: percent");
+    ok(ngx_http_tavus_valid_replica_id(S("a b")) == NGX_DECLINED,
+       "id: space");
+    ok(ngx_http_tavus_valid_replica_id(S("a?hard=true")) == NGX_DECLINED,
+       "id: query");
+    ok(ngx_http_tavus_valid_replica_id(S("a\0b")) == NGX_DECLINED,
+       "id: NUL");
+    ok(ngx_http_tavus_valid_replica_id(S("r\xc3\xa9")) == NGX_DECLINED,
+       "id: non-ASCII");
+    ok(ngx_http_tavus_valid_replica_id(S("a\r\nb")) == NGX_DECLINED,
+       "id: CRLF");
+}
+
+
+static void
+test_hard(void)
+{
+    ok(ngx_http_tavus_parse_hard(S("")) == 0, "hard: empty is false");
+    ok(ngx_http_tavus_parse_hard(S("false")) == 0, "hard: false");
+    ok(ngx_http_tavus_parse_hard(S("true")) == 1, "hard: true");
+    ok(ngx_http_tavus_parse_hard(S("TRUE")) == NGX_ERROR, "hard: TRUE");
+    ok(ngx_http_tavus_parse_hard(S("1")) == NGX_ERROR, "hard: 1");
+    ok(ngx_http_tavus_parse_hard(S("yes")) == NGX_ERROR, "hard: yes");
+    ok(ngx_http_tavus_parse_hard(S("truex")) == NGX_ERROR, "hard: truex");
+    ok(ngx_http_tavus_parse_hard(S("tru")) == NGX_ERROR, "hard: tru");
+
+    ok(ngx_http_tavus_parse_allow(S("on")) == 1, "allow: on");
+    ok(ngx_http_tavus_parse_allow(S("true")) == 1, "allow: true");
+    ok(ngx_http_tavus_parse_allow(S("1")) == 1, "allow: 1");
+    ok(ngx_http_tavus_parse_allow(S("off")) == 0, "allow: off");
+    ok(ngx_http_tavus_parse_allow(S("")) == 0, "allow: empty");
+    ok(ngx_http_tavus_parse_allow(S("ON")) == 0, "allow: ON");
+    ok(ngx_http_tavus_parse_allow(S("11")) == 0, "allow: 11");
+}
+
+
+static void
+test_key(void)
+{
+    ok(ngx_http_tavus_valid_key(S("abc123")) == NGX_OK, "key: plain");
+    ok(ngx_http_tavus_valid_key(S("a b")) == NGX_OK, "key: inner space");
+    ok(ngx_http_tavus_valid_key(S("")) == NGX_DECLINED, "key: empty");
+    ok(ngx_http_tavus_valid_key(S("ab\rc")) == NGX_DECLINED, "key: CR");
+    ok(ngx_http_tavus_valid_key(S("ab\nc")) == NGX_DECLINED, "key: LF");
+    ok(ngx_http_tavus_valid_key(S("ab\tc")) == NGX_DECLINED, "key: tab");
+    ok(ngx_http_tavus_valid_key(S("ab\0c")) == NGX_DECLINED, "key: NUL");
+    ok(ngx_http_tavus_valid_key(S("ab\x7f")) == NGX_DECLINED, "key: DEL");
+    ok(ngx_http_tavus_valid_key(S(" ab")) == NGX_DECLINED,
+       "key: leading space");
+    ok(ngx_http_tavus_valid_key(S("ab ")) == NGX_DECLINED,
+       "key: trailing space");
+}
+
+
+static int
+clean_is(u_char *in, size_t len, size_t max, const char *expect)
+{
+    u_char  out[1024];
+    size_t  n;
+
+    n = ngx_http_tavus_utf8_clean(out, in, len, max);
+
+    return n == strlen(expect) && ngx_memcmp(out, expect, n) == 0;
+}
+
+
+static void
+test_utf8(void)
+{
+    ok(clean_is(S("hello"), 512, "hello"), "utf8: ASCII");
+    ok(clean_is(S("caf\xc3\xa9"), 512, "caf\xc3\xa9"), "utf8: 2 bytes");
+    ok(clean_is(S("\xe2\x82\xac"), 512, "\xe2\x82\xac"), "utf8: 3 bytes");
+    ok(clean_is(S("\xf0\x9f\x98\x80"), 512, "\xf0\x9f\x98\x80"),
+       "utf8: 4 bytes");
+    ok(clean_is(S("a\xffz"), 512, "a\xef\xbf\xbdz"), "utf8: 0xff replaced");
+    ok(clean_is(S("\xc0\x80"), 512, "\xef\xbf\xbd\xef\xbf\xbd"),
+       "utf8: overlong replaced");
+    ok(clean_is(S("\xed\xa0\x80"), 512,
+                "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"),
+       "utf8: surrogate replaced");
+    ok(clean_is(S("\xf4\x90\x80\x80"), 512,
+                "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"),
+       "utf8: above U+10FFFF replaced");
+    ok(clean_is(S("ab\xe2\x82"), 512, "ab\xef\xbf\xbd\xef\xbf\xbd"),
+       "utf8: truncated sequence replaced");
+    ok(clean_is(S("abc\xe2\x82\xac"), 5, "abc"),
+       "utf8: cut before a split character");
+    ok(clean_is(S("abc\xe2\x82\xac"), 6, "abc\xe2\x82\xac"),
+       "utf8: cut after a whole character");
+    ok(clean_is(S("ab\xff"), 4, "ab"), "utf8: replacement over the limit");
+}
+
+
+static cJSON *
+answer_json(ngx_http_tavus_answer_t *a, ngx_str_t *id, ngx_uint_t hard)
+{
+    u_char  *buf, *last;
+    size_t   len;
+    cJSON   *json;
+
+    len = ngx_http_tavus_json_length(a, id, &request_id);
+
+    buf = malloc(len + 1);
+    if (buf == NULL) {
+        return NULL;
+    }
+
+    last = ngx_http_tavus_json_write(buf, a, id, hard, &request_id);
+
+    if ((size_t) (last - buf) > len) {
+        printf("# json_length %zu < written %zu\n", len,
+               (size_t) (last - buf));
+        free(buf);
+        return NULL;
+    }
+
+    *last = '\0';
+    json = cJSON_Parse((char *) buf);
+
+    free(buf);
+
+    return json;
+}
+
+
+static const char *
+string_of(cJSON *json, const char *name)
+{
+    cJSON  *item;
+
+    item = cJSON_GetObjectItemCaseSensitive(json, name);
+
+    return cJSON_IsString(item) ? item->valuestring : NULL;
+}
+
+
+static int
+translate_is(ngx_uint_t status, const char *body, ngx_uint_t estatus,
+    const char *ecode, const char *emessage)
+{
+    int                       rc;
+    u_char                   *copy, buf[NGX_HTTP_TAVUS_MESSAGE_MAX];
+    size_t                    len;
+    cJSON                    *json;
+    const char               *code, *message;
+    ngx_str_t                 key = ngx_string("sk-SECRET");
+    ngx_str_t                 id = ngx_string("r1");
+    ngx_http_tavus_answer_t   a;
+
+    len = strlen(body);
+    copy = malloc(len + 1);
+    ngx_memcpy(copy, body, len + 1);
+
+    ngx_http_tavus_translate(&a, status, copy, len, &key, buf);
+
+    free(copy);
+
+    json = answer_json(&a, &id, 0);
+    if (json == NULL) {
+        printf("# not valid JSON\n");
+        return 0;
+    }
+
+    code = string_of(json, "code");
+    message = string_of(json, "error");
+
+    rc = a.status == estatus
+         && string_of(json, "request_id")
+         && ngx_strcmp(string_of(json, "request_id"), request_id.data) == 0;
+
+    if (ecode == NULL) {
+        rc = rc && code == NULL
+             && cJSON_IsTrue(cJSON_GetObjectItem(json, "deleted"));
+
+    } else {
+        rc = rc && code && ngx_strcmp(code, ecode) == 0;
+    }
+
+    if (emessage) {
+        rc = rc && message && ngx_strcmp(message, emessage) == 0;
+    }
+
+    if (!rc) {
+        printf("# status %u code %s message %s\n", (unsigned) a.status,
+               code ? code : "-", message ? message : "-");
+    }
+
+    cJSON_Delete(json);
+
+    return rc;
+}
+
+
+static void
+test_translate(void)
+{
+    char  deep[4096], big[2048];
+    int   i;
+
+    ok(translate_is(200, "", 200, NULL, NULL), "200 empty: deleted");
+    ok(translate_is(200, "{\"x\":1}", 200, NULL, NULL), "200: deleted");
+    ok(translate_is(204, "", 200, NULL, NULL), "204: deleted");
+
+    ok(translate_is(400, "{\"error\":\"Invalid replica_id\"}", 400,
+                    "upstream_client_error", "Invalid replica_id"),
+       "400: message carried");
+    ok(translate_is(400, "not json", 400, "upstream_client_error",
+                    "the upstream rejected the request"),
+       "400 not JSON: generic message");
+    ok(translate_is(401, "{\"message\":\"Invalid access token\"}", 502,
+                    "upstream_rejected_key",
+                    "the upstream rejected the gateway's API key"),
+       "401: rejected key, generic message");
+    ok(translate_is(403, "", 502, "upstream_rejected_key", NULL),
+       "403: rejected key");
+    ok(translate_is(404, "{\"message\":\"no such replica\"}", 404,
+                    "not_found", "no such replica"),
+       "404: not found, message carried");
+    ok(translate_is(429, "", 429, "rate_limited", NULL), "429: rate limited");
+    ok(translate_is(418, "{\"error\":\"teapot\"}", 418,
+                    "upstream_client_error", "teapot"),
+       "418: same status");
+    ok(translate_is(500, "{\"error\":\"boom\"}", 502, "upstream_error",
+                    "the upstream failed"),
+       "500: upstream error, generic");
+    ok(translate_is(503, "", 502, "upstream_error", NULL), "503");
+    ok(translate_is(302, "", 502, "upstream_error", NULL), "302");
+
+    ok(translate_is(400, "[\"error\"]", 400, "upstream_client_error",
+                    "the upstream rejected the request"),
+       "array root");
+    ok(translate_is(400, "{\"error\":42}", 400, "upstream_client_error",
+                    "the upstream rejected the request"),
+       "error is a number");
+    ok(translate_is(400, "{\"error\":null,\"message\":\"m\"}", 400,
+                    "upstream_client_error", "m"),
+       "error null, message used");
+    ok(translate_is(400, "{\"error\":\"x\"", 400, "upstream_client_error",
+                    "the upstream rejected the request"),
+       "unterminated object");
+    ok(translate_is(400, "{\"error\":\"x", 400, "upstream_client_error",
+                    "the upstream rejected the request"),
+       "unterminated string");
+    ok(translate_is(400, "{\"error\":\"a\\u0000b\"}", 400,
+                    "upstream_client_error", "a"),
+       "\\u0000 ends the message");
+    ok(translate_is(400, "{\"error\":\"x\"} trailing", 400,
+                    "upstream_client_error",
+                    "the upstream rejected the request"),
+       "garbage after the document");
+    ok(translate_is(400, "{\"error\":\"line\\nbreak \\\"q\\\" \\\\\"}", 400,
+                    "upstream_client_error", "line\nbreak \"q\" \\"),
+       "escapes survive the round trip");
+    ok(translate_is(400, "{\"n\":1e999999,\"error\":\"big\"}", 400,
+                    "upstream_client_error", "big"),
+       "huge number");
+    ok(translate_is(400, "{\"error\":\"bad key sk-SECRET here\"}", 400,
+                    "upstream_client_error",
+                    "the upstream rejected the request"),
+       "a message with the key is replaced");
+    ok(translate_is(400, "{\"error\":\"bad key sk-\\u0053ECRET\"}", 400,
+                    "upstream_client_error",
+                    "the upstream rejected the request"),
+       "a message with the key escaped is replaced");
+    ok(translate_is(400, "{\"error\":\"\xff\xfe\"}", 400,
+                    "upstream_client_error", "\xef\xbf\xbd\xef\xbf\xbd"),
+       "invalid UTF-8 replaced");
+
+    for (i = 0; i < 2000; i++) {
+        deep[i] = '[';
+    }
+    deep[i] = '\0';
+
+    ok(translate_is(400, deep, 400, "upstream_client_error",
+                    "the upstream rejected the request"),
+       "deep nesting");
+
+    ngx_memcpy(big, "{\"error\":\"", 10);
+    ngx_memset(big + 10, 'x', 1000);
+    ngx_memcpy(big + 1010, "\"}", 3);
+
+    {
+        u_char                   buf[NGX_HTTP_TAVUS_MESSAGE_MAX];
+        ngx_http_tavus_answer_t  a;
+
+        ngx_http_tavus_translate(&a, 400, (u_char *) big, strlen(big), NULL,
+                                 buf);
+        ok(a.message.len == NGX_HTTP_TAVUS_MESSAGE_MAX,
+           "a long message is cut to 512 bytes");
+    }
+}
+
+
+static void
+test_answers(void)
+{
+    cJSON                    *json;
+    ngx_str_t                 id = ngx_string("rf3073f2dcc1");
+    ngx_str_t                 odd = ngx_string("a\"b\\c\x01");
+    ngx_http_tavus_answer_t   a;
+
+    ngx_http_tavus_answer_init(&a, NGX_HTTP_TAVUS_DELETED);
+    json = answer_json(&a, &id, 1);
+    ok(json && cJSON_IsTrue(cJSON_GetObjectItem(json, "deleted"))
+       && cJSON_IsTrue(cJSON_GetObjectItem(json, "hard"))
+       && ngx_strcmp(string_of(json, "replica_id"), "rf3073f2dcc1") == 0,
+       "deleted answer, hard");
+    cJSON_Delete(json);
+
+    ngx_http_tavus_answer_init(&a, NGX_HTTP_TAVUS_DRY_RUN);
+    json = answer_json(&a, &id, 0);
+    ok(json && cJSON_IsFalse(cJSON_GetObjectItem(json, "deleted"))
+       && cJSON_IsTrue(cJSON_GetObjectItem(json, "dry_run"))
+       && cJSON_IsFalse(cJSON_GetObjectItem(json, "hard")),
+       "dry-run answer");
+    cJSON_Delete(json);
+
+    ngx_http_tavus_answer_init(&a, NGX_HTTP_TAVUS_INVALID_REPLICA_ID);
+    json = answer_json(&a, NULL, 0);
+    ok(json && a.status == 400
+       && cJSON_IsNull(cJSON_GetObjectItem(json, "replica_id"))
+       && ngx_strcmp(string_of(json, "code"), "invalid_replica_id") == 0,
+       "invalid id answer: replica_id null");
+    cJSON_Delete(json);
+
+    ngx_http_tavus_answer_init(&a, NGX_HTTP_TAVUS_METHOD_NOT_ALLOWED);
+    ok(a.status == 405, "method not allowed: 405");
+
+    ngx_http_tavus_answer_init(&a, NGX_HTTP_TAVUS_GATEWAY_MISCONFIGURED);
+    ok(a.status == 500, "gateway misconfigured: 500");
+
+    ngx_http_tavus_answer_init(&a, NGX_HTTP_TAVUS_UPSTREAM_TIMEOUT);
+    ok(a.status == 504, "upstream timeout: 504");
+
+    ngx_http_tavus_answer_init(&a, NGX_HTTP_TAVUS_HARD_DELETE_DENIED);
+    ok(a.status == 403, "hard delete denied: 403");
+
+    ngx_http_tavus_answer_init(&a, NGX_HTTP_TAVUS_UPSTREAM_ERROR);
+    a.message = odd;
+    json = answer_json(&a, &odd, 0);
+    ok(json && ngx_strcmp(string_of(json, "error"), "a\"b\\c\x01") == 0
+       && ngx_strcmp(string_of(json, "replica_id"), "a\"b\\c\x01") == 0,
+       "escaping of quotes, backslashes and control bytes");
+    cJSON_Delete(json);
+
+    ok(ngx_strcmp(ngx_http_tavus_outcome_name(NGX_HTTP_TAVUS_NOT_FOUND)->data,
+                  "not_found") == 0,
+       "outcome name");
+}
+
+
+/* random bodies: whatever comes in, the answer is valid JSON */
+
+static void
+test_random(void)
+{
+    int                       i, n, bad;
+    u_char                    body[256], buf[NGX_HTTP_TAVUS_MESSAGE_MAX];
+    size_t                    j, len;
+    cJSON                    *json;
+    uint32_t                  seed;
+    ngx_str_t                 id = ngx_string("r1");
+    ngx_http_tavus_answer_t   a;
+
+    static const char  *frags[] = {
+        "{", "}", "\"error\"", "\"message\"", ":", ",", "\"", "\\u0000",
+        "\\ud800", "\xff", "\xc3", "[", "]", "1e400", "null", " ",
+    };
+
+    seed = 12345;
+    bad = 0;
+
+    for (i = 0; i < 20000; i++) {
+        len = 0;
+        n = (seed >> 8) % 24;
+
+        for (j = 0; j < (size_t) n; j++) {
+            const char  *f;
+
+            seed = seed * 1103515245 + 12345;
+            f = frags[(seed >> 16) % (sizeof(frags) / sizeof(frags[0]))];
+
+            if (len + strlen(f) >= sizeof(body)) {
+                break;
+            }
+
+            ngx_memcpy(body + len, f, strlen(f));
+            len += strlen(f);
+        }
+
+        body[len] = '\0';
+        seed = seed * 1103515245 + 12345;
+
+        ngx_http_tavus_translate(&a, 400 + (seed >> 16) % 200, body, len,
+                                 NULL, buf);
+
+        json = answer_json(&a, &id, 0);
+        if (json == NULL) {
+            bad++;
+        }
+
+        cJSON_Delete(json);
+    }
+
+    ok(bad == 0, "20000 random bodies give valid JSON answers");
+}
+
+
+int
+main(void)
+{
+    test_replica_id();
+    test_hard();
+    test_key();
+    test_utf8();
+    test_translate();
+    test_answers();
+    test_random();
+
+    printf("1..%d\n", tests);
+
+    if (failed) {
+        printf("# %d of %d failed\n", failed, tests);
+        return 1;
+    }
+
+    return 0;
+}
