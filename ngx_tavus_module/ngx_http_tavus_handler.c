@@ -33,7 +33,7 @@ ngx_http_tavus_handler(ngx_http_request_t *r)
     }
 
     ctx->request = r;
-    ctx->outcome = NGX_HTTP_TAVUS_OUTCOME_NONE;
+    ctx->answer.outcome = NGX_HTTP_TAVUS_OUTCOME_NONE;
     ctx->content_length = -1;
 
     ngx_http_set_ctx(r, ctx, ngx_http_tavus_module);
@@ -121,6 +121,20 @@ ngx_http_tavus_handler(ngx_http_request_t *r)
     u->input_filter = ngx_http_tavus_filter;
     u->input_filter_ctx = ctx;
 
+    /*
+     * nginx re-sends a request that failed after it was sent unless its
+     * method is POST, LOCK or PATCH, and DELETE is none of them; a delete
+     * that may have reached Tavus is re-sent only if the operator says
+     * "non_idempotent", so the upstream code is told it is a POST
+     * ($request_method still shows the client's method)
+     */
+
+    if (!(tlcf->upstream.next_upstream & NGX_HTTP_UPSTREAM_FT_NON_IDEMPOTENT)
+        && r->method != NGX_HTTP_HEAD)
+    {
+        r->method = NGX_HTTP_POST;
+    }
+
     r->main->count++;
 
     ngx_http_upstream_init(r);
@@ -167,21 +181,9 @@ static ngx_int_t
 ngx_http_tavus_local_answer(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx,
     ngx_uint_t outcome)
 {
-    ngx_table_elt_t          *h;
-    ngx_http_tavus_answer_t   a;
+    ngx_http_tavus_answer_t  a;
 
     ngx_http_tavus_answer_init(&a, outcome);
-
-    if (outcome == NGX_HTTP_TAVUS_METHOD_NOT_ALLOWED) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "Allow");
-        ngx_str_set(&h->value, "DELETE");
-    }
 
     return ngx_http_tavus_send_answer(r, ctx, &a);
 }
@@ -196,19 +198,17 @@ ngx_http_tavus_send_answer(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx,
     ngx_int_t     rc;
     ngx_chain_t  *out;
 
-    ctx->outcome = a->outcome;
+    ctx->answer = *a;
 
     out = ngx_http_tavus_answer_body(r, ctx, a);
     if (out == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* the header filter adds Content-Type, Cache-Control and Allow */
+
     r->headers_out.status = a->status;
     r->headers_out.content_length_n = out->buf->last - out->buf->pos;
-
-    if (ngx_http_tavus_answer_headers(r, a) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
 
     rc = ngx_http_send_header(r);
 
@@ -265,29 +265,4 @@ ngx_http_tavus_answer_body(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx,
     cl->next = NULL;
 
     return cl;
-}
-
-
-/* Content-Type and Cache-Control of every answer */
-
-ngx_int_t
-ngx_http_tavus_answer_headers(ngx_http_request_t *r,
-    ngx_http_tavus_answer_t *a)
-{
-    ngx_table_elt_t  *h;
-
-    ngx_str_set(&r->headers_out.content_type, "application/json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    h->hash = 1;
-    ngx_str_set(&h->key, "Cache-Control");
-    ngx_str_set(&h->value, "no-store");
-
-    return NGX_OK;
 }

@@ -40,6 +40,22 @@ static char *ngx_http_tavus_key_check(ngx_conf_t *cf,
     ngx_http_tavus_key_t *key);
 
 
+static ngx_conf_bitmask_t  ngx_http_tavus_next_upstream_masks[] = {
+    { ngx_string("error"), NGX_HTTP_UPSTREAM_FT_ERROR },
+    { ngx_string("timeout"), NGX_HTTP_UPSTREAM_FT_TIMEOUT },
+    { ngx_string("invalid_header"), NGX_HTTP_UPSTREAM_FT_INVALID_HEADER },
+    { ngx_string("invalid_response"), NGX_HTTP_UPSTREAM_FT_INVALID_HEADER },
+    { ngx_string("non_idempotent"), NGX_HTTP_UPSTREAM_FT_NON_IDEMPOTENT },
+    { ngx_string("http_500"), NGX_HTTP_UPSTREAM_FT_HTTP_500 },
+    { ngx_string("http_502"), NGX_HTTP_UPSTREAM_FT_HTTP_502 },
+    { ngx_string("http_503"), NGX_HTTP_UPSTREAM_FT_HTTP_503 },
+    { ngx_string("http_504"), NGX_HTTP_UPSTREAM_FT_HTTP_504 },
+    { ngx_string("http_429"), NGX_HTTP_UPSTREAM_FT_HTTP_429 },
+    { ngx_string("off"), NGX_HTTP_UPSTREAM_FT_OFF },
+    { ngx_null_string, 0 }
+};
+
+
 static ngx_command_t  ngx_http_tavus_commands[] = {
 
     { ngx_string("tavus_delete_replica"),
@@ -105,6 +121,27 @@ static ngx_command_t  ngx_http_tavus_commands[] = {
       offsetof(ngx_http_tavus_loc_conf_t, upstream.read_timeout),
       NULL },
 
+    { ngx_string("tavus_next_upstream"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_conf_set_bitmask_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tavus_loc_conf_t, upstream.next_upstream),
+      &ngx_http_tavus_next_upstream_masks },
+
+    { ngx_string("tavus_next_upstream_tries"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tavus_loc_conf_t, upstream.next_upstream_tries),
+      NULL },
+
+    { ngx_string("tavus_next_upstream_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tavus_loc_conf_t, upstream.next_upstream_timeout),
+      NULL },
+
     { ngx_string("tavus_buffer_size"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_size_slot,
@@ -118,7 +155,7 @@ static ngx_command_t  ngx_http_tavus_commands[] = {
 
 static ngx_http_module_t  ngx_http_tavus_module_ctx = {
     ngx_http_tavus_add_variables,          /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_tavus_init_filters,           /* postconfiguration */
 
     NULL,                                  /* create main configuration */
     NULL,                                  /* init main configuration */
@@ -254,12 +291,12 @@ ngx_http_tavus_outcome_variable(ngx_http_request_t *r,
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_tavus_module);
 
-    if (ctx == NULL || ctx->outcome == NGX_HTTP_TAVUS_OUTCOME_NONE) {
+    if (ctx == NULL || ctx->answer.outcome == NGX_HTTP_TAVUS_OUTCOME_NONE) {
         v->not_found = 1;
         return NGX_OK;
     }
 
-    name = ngx_http_tavus_outcome_name(ctx->outcome);
+    name = ngx_http_tavus_outcome_name(ctx->answer.outcome);
 
     v->len = name->len;
     v->valid = 1;
@@ -425,6 +462,11 @@ ngx_http_tavus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               (NGX_CONF_BITMASK_SET
                                |NGX_HTTP_UPSTREAM_FT_ERROR
                                |NGX_HTTP_UPSTREAM_FT_TIMEOUT));
+
+    if (conf->upstream.next_upstream & NGX_HTTP_UPSTREAM_FT_OFF) {
+        conf->upstream.next_upstream = NGX_CONF_BITMASK_SET
+                                       |NGX_HTTP_UPSTREAM_FT_OFF;
+    }
 
     if (conf->upstream.upstream == NULL) {
         conf->upstream.upstream = prev->upstream.upstream;

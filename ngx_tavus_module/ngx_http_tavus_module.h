@@ -59,7 +59,13 @@ typedef struct {
     ngx_str_t                    replica_id;
     ngx_str_t                    key;
     ngx_uint_t                   hard;
-    ngx_uint_t                   outcome;
+
+    /* what the client gets, once decided */
+    ngx_http_tavus_answer_t      answer;
+    ngx_chain_t                 *out;
+
+    /* an error nginx answers itself, whose body is replaced */
+    ngx_uint_t                   special;
 
     /* the upstream answer, read whole in process_header */
     ngx_http_tavus_state_e       state;
@@ -72,7 +78,8 @@ typedef struct {
     unsigned                     chunked_body:1;
     unsigned                     connection_close:1;
 
-    ngx_chain_t                 *out;
+    unsigned                     headers_set:1;
+    unsigned                     replace_body:1;
 } ngx_http_tavus_ctx_t;
 
 
@@ -81,8 +88,7 @@ ngx_int_t ngx_http_tavus_send_answer(ngx_http_request_t *r,
     ngx_http_tavus_ctx_t *ctx, ngx_http_tavus_answer_t *a);
 ngx_chain_t *ngx_http_tavus_answer_body(ngx_http_request_t *r,
     ngx_http_tavus_ctx_t *ctx, ngx_http_tavus_answer_t *a);
-ngx_int_t ngx_http_tavus_answer_headers(ngx_http_request_t *r,
-    ngx_http_tavus_answer_t *a);
+ngx_int_t ngx_http_tavus_init_filters(ngx_conf_t *cf);
 
 ngx_int_t ngx_http_tavus_fingerprint(u_char *dst, u_char *data, size_t len);
 

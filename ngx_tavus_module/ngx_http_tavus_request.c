@@ -83,7 +83,9 @@ ngx_http_tavus_reinit_request(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    ctx->outcome = NGX_HTTP_TAVUS_OUTCOME_NONE;
+    ctx->answer.outcome = NGX_HTTP_TAVUS_OUTCOME_NONE;
+    ctx->out = NULL;
+    ctx->special = 0;
     ctx->state = ngx_http_tavus_st_status;
     ngx_memzero(&ctx->status, sizeof(ngx_http_status_t));
     ngx_memzero(&ctx->chunked, sizeof(ngx_http_chunked_t));
@@ -93,7 +95,8 @@ ngx_http_tavus_reinit_request(ngx_http_request_t *r)
     ngx_str_null(&ctx->retry_after);
     ctx->chunked_body = 0;
     ctx->connection_close = 0;
-    ctx->out = NULL;
+    ctx->headers_set = 0;
+    ctx->replace_body = 0;
 
     r->state = 0;
 

@@ -306,7 +306,6 @@ ngx_http_tavus_process_answer(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx)
     u_char                   *body, *buf;
     size_t                    len;
     ngx_buf_t                *b;
-    ngx_table_elt_t          *h;
     ngx_http_upstream_t      *u;
     ngx_http_tavus_answer_t   a;
 
@@ -349,7 +348,7 @@ ngx_http_tavus_process_answer(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx)
         ngx_http_tavus_log_upstream(r, ctx, &a, body, len);
     }
 
-    ctx->outcome = a.outcome;
+    ctx->answer = a;
 
     ctx->out = ngx_http_tavus_answer_body(r, ctx, &a);
     if (ctx->out == NULL) {
@@ -359,27 +358,16 @@ ngx_http_tavus_process_answer(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx)
     ctx->out->buf->flush = 1;
     ctx->out->buf->tag = u->output.tag;
 
-    if (ngx_http_tavus_answer_headers(r, &a) != NGX_OK) {
-        return NGX_ERROR;
-    }
+    /*
+     * nginx's upstream code sees the upstream's own status, so that
+     * tavus_next_upstream http_500 and the like work as in the proxy
+     * module, and $upstream_status shows it; the header filter then
+     * sends the translated status and headers
+     */
 
-    if (a.outcome == NGX_HTTP_TAVUS_RATE_LIMITED && ctx->retry_after.len) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_ERROR;
-        }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "Retry-After");
-        h->value = ctx->retry_after;
-    }
-
-    u->headers_in.status_n = a.status;
-    u->headers_in.content_length_n = ctx->out->buf->last - ctx->out->buf->pos;
-
-    /* $upstream_status keeps what the upstream said */
-
+    u->headers_in.status_n = ctx->status.code;
     u->state->status = ctx->status.code;
+    u->headers_in.content_length_n = ctx->out->buf->last - ctx->out->buf->pos;
 
     return NGX_OK;
 }
@@ -448,7 +436,7 @@ ngx_http_tavus_invalid(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx,
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                   "upstream sent %s", why);
 
-    ctx->outcome = NGX_HTTP_TAVUS_UPSTREAM_INVALID_RESPONSE;
+    ctx->answer.outcome = NGX_HTTP_TAVUS_UPSTREAM_INVALID_RESPONSE;
     r->upstream->keepalive = 0;
 
     return NGX_HTTP_UPSTREAM_INVALID_HEADER;
@@ -500,9 +488,17 @@ ngx_http_tavus_abort_request(ngx_http_request_t *r)
 }
 
 
+/*
+ * When the upstream fails (refused, reset, timed out, an invalid answer),
+ * nginx finalizes the request with 502 or 504 and sends its own error
+ * page, or the operator's error_page; the header and body filters make
+ * nginx's own page a JSON answer.
+ */
+
 void
 ngx_http_tavus_finalize_request(ngx_http_request_t *r, ngx_int_t rc)
 {
+    ngx_uint_t             outcome;
     ngx_http_tavus_ctx_t  *ctx;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -510,14 +506,25 @@ ngx_http_tavus_finalize_request(ngx_http_request_t *r, ngx_int_t rc)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_tavus_module);
 
-    if (ctx == NULL || ctx->outcome != NGX_HTTP_TAVUS_OUTCOME_NONE) {
+    if (ctx == NULL
+        || r->upstream->header_sent
+        || rc < NGX_HTTP_INTERNAL_SERVER_ERROR
+        || rc >= 600)
+    {
         return;
     }
 
-    if (rc == NGX_HTTP_GATEWAY_TIME_OUT) {
-        ctx->outcome = NGX_HTTP_TAVUS_UPSTREAM_TIMEOUT;
+    outcome = ctx->answer.outcome;
 
-    } else if (rc >= NGX_HTTP_SPECIAL_RESPONSE || rc == NGX_ERROR) {
-        ctx->outcome = NGX_HTTP_TAVUS_UPSTREAM_ERROR;
+    if (rc == NGX_HTTP_GATEWAY_TIME_OUT) {
+        outcome = NGX_HTTP_TAVUS_UPSTREAM_TIMEOUT;
+
+    } else if (outcome != NGX_HTTP_TAVUS_UPSTREAM_INVALID_RESPONSE) {
+        outcome = NGX_HTTP_TAVUS_UPSTREAM_ERROR;
     }
+
+    ngx_http_tavus_answer_init(&ctx->answer, outcome);
+
+    ctx->answer.status = rc;
+    ctx->special = rc;
 }
