@@ -106,7 +106,16 @@ ngx_http_tavus_handler(ngx_http_request_t *r)
 
     u = r->upstream;
 
-    ngx_str_set(&u->schema, "http://");
+#if (NGX_HTTP_SSL)
+    u->ssl = (tlcf->upstream.ssl != NULL);
+#endif
+
+    if (u->ssl) {
+        ngx_str_set(&u->schema, "https://");
+
+    } else {
+        ngx_str_set(&u->schema, "http://");
+    }
     u->output.tag = (ngx_buf_tag_t) &ngx_http_tavus_module;
 
     u->conf = &tlcf->upstream;

@@ -149,6 +149,80 @@ static ngx_command_t  ngx_http_tavus_commands[] = {
       offsetof(ngx_http_tavus_loc_conf_t, upstream.buffer_size),
       NULL },
 
+#if (NGX_HTTP_SSL)
+
+    { ngx_string("tavus_ssl_verify"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tavus_loc_conf_t, upstream.ssl_verify),
+      NULL },
+
+    { ngx_string("tavus_ssl_verify_depth"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tavus_loc_conf_t, ssl_verify_depth),
+      NULL },
+
+    { ngx_string("tavus_ssl_trusted_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tavus_loc_conf_t, ssl_trusted_certificate),
+      NULL },
+
+    { ngx_string("tavus_ssl_server_name"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tavus_loc_conf_t, upstream.ssl_server_name),
+      NULL },
+
+    { ngx_string("tavus_ssl_name"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tavus_loc_conf_t, upstream.ssl_name),
+      NULL },
+
+    { ngx_string("tavus_ssl_protocols"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_conf_set_bitmask_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tavus_loc_conf_t, ssl_protocols),
+      &ngx_http_tavus_ssl_protocols },
+
+    { ngx_string("tavus_ssl_ciphers"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tavus_loc_conf_t, ssl_ciphers),
+      NULL },
+
+    { ngx_string("tavus_ssl_session_reuse"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tavus_loc_conf_t, upstream.ssl_session_reuse),
+      NULL },
+
+    { ngx_string("tavus_ssl_certificate"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_zero_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tavus_loc_conf_t, upstream.ssl_certificate),
+      NULL },
+
+    { ngx_string("tavus_ssl_certificate_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_zero_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tavus_loc_conf_t, upstream.ssl_certificate_key),
+      NULL },
+
+#endif
+
       ngx_null_command
 };
 
@@ -418,6 +492,10 @@ ngx_http_tavus_create_loc_conf(ngx_conf_t *cf)
 
     conf->key = NGX_CONF_UNSET_PTR;
 
+#if (NGX_HTTP_SSL)
+    ngx_http_tavus_ssl_create_conf(conf);
+#endif
+
     return conf;
 }
 
@@ -484,6 +562,12 @@ ngx_http_tavus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->allow_hard = prev->allow_hard;
     }
 
+#if (NGX_HTTP_SSL)
+    if (ngx_http_tavus_ssl_merge_conf(cf, conf, prev) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+#endif
+
     if (conf->replica_id == NULL) {
         return NGX_CONF_OK;
     }
@@ -504,12 +588,14 @@ ngx_http_tavus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
+#if !(NGX_HTTP_SSL)
     if (conf->ssl) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"tavus_pass\" with \"https://\" is not "
-                           "supported by this version of the module");
+                           "\"tavus_pass\" with \"https://\" needs nginx "
+                           "built with the ngx_http_ssl_module");
         return NGX_CONF_ERROR;
     }
+#endif
 
     if (conf->hard == NULL) {
         conf->hard = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));

@@ -42,6 +42,13 @@ typedef struct {
     ngx_str_t                    headers;
     ngx_str_t                    host;
     ngx_uint_t                   ssl;
+
+#if (NGX_HTTP_SSL)
+    ngx_uint_t                   ssl_protocols;
+    ngx_str_t                    ssl_ciphers;
+    ngx_uint_t                   ssl_verify_depth;
+    ngx_str_t                    ssl_trusted_certificate;
+#endif
 } ngx_http_tavus_loc_conf_t;
 
 
@@ -90,6 +97,12 @@ ngx_chain_t *ngx_http_tavus_answer_body(ngx_http_request_t *r,
     ngx_http_tavus_ctx_t *ctx, ngx_http_tavus_answer_t *a);
 ngx_int_t ngx_http_tavus_init_filters(ngx_conf_t *cf);
 
+#if (NGX_HTTP_SSL)
+void ngx_http_tavus_ssl_create_conf(ngx_http_tavus_loc_conf_t *conf);
+ngx_int_t ngx_http_tavus_ssl_merge_conf(ngx_conf_t *cf,
+    ngx_http_tavus_loc_conf_t *conf, ngx_http_tavus_loc_conf_t *prev);
+#endif
+
 ngx_int_t ngx_http_tavus_fingerprint(u_char *dst, u_char *data, size_t len);
 
 ngx_int_t ngx_http_tavus_create_request(ngx_http_request_t *r);
@@ -103,6 +116,10 @@ void ngx_http_tavus_finalize_request(ngx_http_request_t *r, ngx_int_t rc);
 
 
 extern ngx_module_t  ngx_http_tavus_module;
+
+#if (NGX_HTTP_SSL)
+extern ngx_conf_bitmask_t  ngx_http_tavus_ssl_protocols[];
+#endif
 
 
 #endif /* _NGX_HTTP_TAVUS_MODULE_H_INCLUDED_ */

@@ -60,6 +60,9 @@ ngx_http_tavus_create_request(ngx_http_request_t *r)
     *b->last++ = CR; *b->last++ = LF;
     *b->last++ = CR; *b->last++ = LF;
 
+    /* or SSL buffers a request on a kept-alive connection */
+    b->flush = 1;
+
     r->upstream->request_bufs = cl;
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,

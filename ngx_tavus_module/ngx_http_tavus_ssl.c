@@ -1,0 +1,195 @@
+
+/*
+ * Copyright (C) ngx_tavus_module authors
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+#include "ngx_http_tavus_module.h"
+
+
+/*
+ * TLS towards the upstream, as the proxy module sets it up, but failing
+ * closed: the certificate and the host name are verified unless the
+ * operator turns tavus_ssl_verify off, against the system's CA store
+ * (OpenSSL's default paths) unless tavus_ssl_trusted_certificate names
+ * a file.  nginx checks the result after the handshake and closes the
+ * connection before a byte of the request, and so the key, is sent.
+ */
+
+
+#if (NGX_HTTP_SSL)
+
+static ngx_int_t ngx_http_tavus_set_ssl(ngx_conf_t *cf,
+    ngx_http_tavus_loc_conf_t *tlcf);
+
+
+ngx_conf_bitmask_t  ngx_http_tavus_ssl_protocols[] = {
+    { ngx_string("TLSv1"), NGX_SSL_TLSv1 },
+    { ngx_string("TLSv1.1"), NGX_SSL_TLSv1_1 },
+    { ngx_string("TLSv1.2"), NGX_SSL_TLSv1_2 },
+    { ngx_string("TLSv1.3"), NGX_SSL_TLSv1_3 },
+    { ngx_null_string, 0 }
+};
+
+
+void
+ngx_http_tavus_ssl_create_conf(ngx_http_tavus_loc_conf_t *conf)
+{
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->upstream.ssl = NULL;
+     *     conf->ssl_protocols = 0;
+     *     conf->ssl_ciphers = { 0, NULL };
+     *     conf->ssl_trusted_certificate = { 0, NULL };
+     */
+
+    conf->upstream.ssl_session_reuse = NGX_CONF_UNSET;
+    conf->upstream.ssl_name = NGX_CONF_UNSET_PTR;
+    conf->upstream.ssl_server_name = NGX_CONF_UNSET;
+    conf->upstream.ssl_verify = NGX_CONF_UNSET;
+    conf->upstream.ssl_certificate = NGX_CONF_UNSET_PTR;
+    conf->upstream.ssl_certificate_key = NGX_CONF_UNSET_PTR;
+    conf->upstream.ssl_passwords = NGX_CONF_UNSET_PTR;
+    conf->ssl_verify_depth = NGX_CONF_UNSET_UINT;
+}
+
+
+ngx_int_t
+ngx_http_tavus_ssl_merge_conf(ngx_conf_t *cf,
+    ngx_http_tavus_loc_conf_t *conf, ngx_http_tavus_loc_conf_t *prev)
+{
+    ngx_conf_merge_value(conf->upstream.ssl_session_reuse,
+                              prev->upstream.ssl_session_reuse, 1);
+
+    ngx_conf_merge_bitmask_value(conf->ssl_protocols, prev->ssl_protocols,
+                                 (NGX_CONF_BITMASK_SET|NGX_SSL_TLSv1_2
+                                  |NGX_SSL_TLSv1_3));
+
+    ngx_conf_merge_str_value(conf->ssl_ciphers, prev->ssl_ciphers,
+                             "DEFAULT");
+
+    ngx_conf_merge_ptr_value(conf->upstream.ssl_name,
+                              prev->upstream.ssl_name, NULL);
+    ngx_conf_merge_value(conf->upstream.ssl_server_name,
+                              prev->upstream.ssl_server_name, 1);
+    ngx_conf_merge_value(conf->upstream.ssl_verify,
+                              prev->upstream.ssl_verify, 1);
+    ngx_conf_merge_uint_value(conf->ssl_verify_depth,
+                              prev->ssl_verify_depth, 4);
+    ngx_conf_merge_str_value(conf->ssl_trusted_certificate,
+                              prev->ssl_trusted_certificate, "");
+
+    ngx_conf_merge_ptr_value(conf->upstream.ssl_certificate,
+                              prev->upstream.ssl_certificate, NULL);
+    ngx_conf_merge_ptr_value(conf->upstream.ssl_certificate_key,
+                              prev->upstream.ssl_certificate_key, NULL);
+    ngx_conf_merge_ptr_value(conf->upstream.ssl_passwords,
+                              prev->upstream.ssl_passwords, NULL);
+
+    /* a context only where a delete goes to an https:// upstream */
+
+    if (conf->ssl && conf->replica_id) {
+        return ngx_http_tavus_set_ssl(cf, conf);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_tavus_set_ssl(ngx_conf_t *cf, ngx_http_tavus_loc_conf_t *tlcf)
+{
+    ngx_ssl_t           *ssl;
+    ngx_pool_cleanup_t  *cln;
+
+    ssl = ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t));
+    if (ssl == NULL) {
+        return NGX_ERROR;
+    }
+
+    ssl->log = cf->log;
+    tlcf->upstream.ssl = ssl;
+
+    if (ngx_ssl_create(ssl, tlcf->ssl_protocols, NULL) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        ngx_ssl_cleanup_ctx(ssl);
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_ssl_cleanup_ctx;
+    cln->data = ssl;
+
+    if (ngx_ssl_ciphers(cf, ssl, &tlcf->ssl_ciphers, 0) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (tlcf->upstream.ssl_certificate) {
+
+        if (tlcf->upstream.ssl_certificate_key == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "no \"tavus_ssl_certificate_key\" is defined "
+                          "for certificate \"%V\"",
+                          &tlcf->upstream.ssl_certificate->value);
+            return NGX_ERROR;
+        }
+
+        if (tlcf->upstream.ssl_certificate->lengths
+            || tlcf->upstream.ssl_certificate_key->lengths)
+        {
+            tlcf->upstream.ssl_passwords =
+                  ngx_ssl_preserve_passwords(cf, tlcf->upstream.ssl_passwords);
+            if (tlcf->upstream.ssl_passwords == NULL) {
+                return NGX_ERROR;
+            }
+
+        } else if (ngx_ssl_certificate(cf, ssl,
+                                   &tlcf->upstream.ssl_certificate->value,
+                                   &tlcf->upstream.ssl_certificate_key->value,
+                                   tlcf->upstream.ssl_passwords)
+                   != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (tlcf->upstream.ssl_verify) {
+
+        if (tlcf->ssl_trusted_certificate.len) {
+            if (ngx_ssl_trusted_certificate(cf, ssl,
+                                            &tlcf->ssl_trusted_certificate,
+                                            tlcf->ssl_verify_depth)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+        } else {
+            SSL_CTX_set_verify_depth(ssl->ctx, tlcf->ssl_verify_depth);
+
+            if (SSL_CTX_set_default_verify_paths(ssl->ctx) != 1) {
+                ngx_ssl_error(NGX_LOG_EMERG, cf->log, 0,
+                              "SSL_CTX_set_default_verify_paths() failed");
+                return NGX_ERROR;
+            }
+        }
+    }
+
+    if (ngx_ssl_client_session_cache(cf, ssl,
+                                     tlcf->upstream.ssl_session_reuse)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+#endif
