@@ -12,6 +12,8 @@
 
 static ngx_int_t ngx_http_tavus_eval_key(ngx_http_request_t *r,
     ngx_http_tavus_loc_conf_t *tlcf, ngx_http_tavus_ctx_t *ctx);
+static ngx_int_t ngx_http_tavus_eval_pass(ngx_http_request_t *r,
+    ngx_http_tavus_loc_conf_t *tlcf, ngx_http_tavus_ctx_t *ctx);
 static ngx_int_t ngx_http_tavus_local_answer(ngx_http_request_t *r,
     ngx_http_tavus_ctx_t *ctx, ngx_uint_t outcome);
 
@@ -120,6 +122,11 @@ ngx_http_tavus_handler(ngx_http_request_t *r)
 
     u->conf = &tlcf->upstream;
 
+    if (tlcf->pass && ngx_http_tavus_eval_pass(r, tlcf, ctx) != NGX_OK) {
+        return ngx_http_tavus_local_answer(r, ctx,
+                                        NGX_HTTP_TAVUS_GATEWAY_MISCONFIGURED);
+    }
+
     u->create_request = ngx_http_tavus_create_request;
     u->reinit_request = ngx_http_tavus_reinit_request;
     u->process_header = ngx_http_tavus_process_header;
@@ -181,6 +188,80 @@ ngx_http_tavus_eval_key(ngx_http_request_t *r,
     }
 
     ctx->key = key;
+
+    return NGX_OK;
+}
+
+
+/*
+ * tavus_pass with variables: the host, resolved by nginx's resolver
+ * unless it is an address or names an upstream{} group
+ */
+
+static ngx_int_t
+ngx_http_tavus_eval_pass(ngx_http_request_t *r,
+    ngx_http_tavus_loc_conf_t *tlcf, ngx_http_tavus_ctx_t *ctx)
+{
+    u_char               *p, *last;
+    ngx_str_t             host;
+    ngx_url_t             url;
+    ngx_http_upstream_t  *u;
+
+    if (ngx_http_complex_value(r, tlcf->pass, &host) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (host.len && host.data[host.len - 1] == '/') {
+        host.len--;
+    }
+
+    last = host.data + host.len;
+
+    for (p = host.data; p < last; p++) {
+        if (*p <= ' ' || *p == '/' || *p == '?' || *p == '#' || *p == 0x7f) {
+            host.len = 0;
+            break;
+        }
+    }
+
+    if (host.len == 0) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "\"tavus_pass\" evaluated to no valid host[:port]");
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&url, sizeof(ngx_url_t));
+
+    url.url = host;
+    url.default_port = tlcf->default_port;
+    url.no_resolve = 1;
+
+    if (ngx_parse_url(r->pool, &url) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "\"tavus_pass\" evaluated to \"%V\": %s",
+                      &host, url.err ? url.err : "invalid");
+        return NGX_ERROR;
+    }
+
+    u = r->upstream;
+
+    u->resolved = ngx_pcalloc(r->pool, sizeof(ngx_http_upstream_resolved_t));
+    if (u->resolved == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (url.addrs) {
+        u->resolved->sockaddr = url.addrs[0].sockaddr;
+        u->resolved->socklen = url.addrs[0].socklen;
+        u->resolved->name = url.addrs[0].name;
+        u->resolved->naddrs = 1;
+    }
+
+    u->resolved->host = url.host;
+    u->resolved->port = url.no_port ? tlcf->default_port : url.port;
+    u->resolved->no_port = url.no_port;
+
+    ctx->host = host;
 
     return NGX_OK;
 }

@@ -546,8 +546,10 @@ ngx_http_tavus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                                        |NGX_HTTP_UPSTREAM_FT_OFF;
     }
 
-    if (conf->upstream.upstream == NULL) {
+    if (conf->upstream.upstream == NULL && conf->pass == NULL) {
         conf->upstream.upstream = prev->upstream.upstream;
+        conf->pass = prev->pass;
+        conf->default_port = prev->default_port;
         conf->host = prev->host;
         conf->ssl = prev->ssl;
     }
@@ -574,7 +576,7 @@ ngx_http_tavus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     /* a location with tavus_delete_replica */
 
-    if (conf->upstream.upstream == NULL) {
+    if (conf->upstream.upstream == NULL && conf->pass == NULL) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"tavus_delete_replica\" requires "
                            "\"tavus_pass\"");
@@ -618,6 +620,10 @@ ngx_http_tavus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                                                    &ngx_http_tavus_request_id);
     if (conf->request_id_index == NGX_ERROR) {
         return NGX_CONF_ERROR;
+    }
+
+    if (conf->pass) {
+        return NGX_CONF_OK;
     }
 
     /* the constant part of the request after the request line */
@@ -686,25 +692,19 @@ ngx_http_tavus_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_tavus_loc_conf_t *tlcf = conf;
 
-    size_t      add;
-    u_char     *p, *last;
-    in_port_t   port;
-    ngx_str_t  *value, url;
-    ngx_url_t   u;
+    size_t                             add;
+    u_char                            *p, *last;
+    in_port_t                          port;
+    ngx_str_t                         *value, url;
+    ngx_url_t                          u;
+    ngx_http_compile_complex_value_t   ccv;
 
-    if (tlcf->upstream.upstream) {
+    if (tlcf->upstream.upstream || tlcf->pass) {
         return "is duplicate";
     }
 
     value = cf->args->elts;
     url = value[1];
-
-    if (ngx_http_script_variables_count(&url)) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "variables in \"tavus_pass\" are not supported "
-                           "by this version of the module");
-        return NGX_CONF_ERROR;
-    }
 
     if (ngx_strncasecmp(url.data, (u_char *) "http://", 7) == 0) {
         add = 7;
@@ -746,6 +746,30 @@ ngx_http_tavus_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "\"tavus_pass\" URL has no host");
         return NGX_CONF_ERROR;
+    }
+
+    tlcf->default_port = port;
+
+    if (ngx_http_script_variables_count(&url)) {
+
+        /* the scheme is literal: TLS is set up at configuration time */
+
+        tlcf->pass = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+        if (tlcf->pass == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+        ccv.cf = cf;
+        ccv.value = &url;
+        ccv.complex_value = tlcf->pass;
+
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
     }
 
     ngx_memzero(&u, sizeof(ngx_url_t));

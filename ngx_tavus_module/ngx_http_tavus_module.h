@@ -38,7 +38,11 @@ typedef struct {
     ngx_http_tavus_key_t        *key;
     ngx_int_t                    request_id_index;
 
-    /* "Host: ..." CRLF "x-api-key: ", prepared from tavus_pass */
+    /* tavus_pass with variables: host[:port], resolved per request */
+    ngx_http_complex_value_t    *pass;
+    in_port_t                    default_port;
+
+    /* " HTTP/1.1" CRLF "Host: ..." CRLF "x-api-key: ", when static */
     ngx_str_t                    headers;
     ngx_str_t                    host;
     ngx_uint_t                   ssl;
@@ -65,6 +69,7 @@ typedef struct {
 
     ngx_str_t                    replica_id;
     ngx_str_t                    key;
+    ngx_str_t                    host;
     ngx_uint_t                   hard;
 
     /* what the client gets, once decided */

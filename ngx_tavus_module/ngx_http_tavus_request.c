@@ -19,7 +19,9 @@
 ngx_int_t
 ngx_http_tavus_create_request(ngx_http_request_t *r)
 {
+    u_char                     *p;
     size_t                      len;
+    ngx_str_t                   headers;
     ngx_buf_t                  *b;
     ngx_chain_t                *cl;
     ngx_http_tavus_ctx_t       *ctx;
@@ -27,13 +29,30 @@ ngx_http_tavus_create_request(ngx_http_request_t *r)
 
     static u_char  method[] = "DELETE /v2/replicas/";
     static u_char  hard[] = "?hard=true";
+    static u_char  host[] = " HTTP/1.1" CRLF "Host: ";
+    static u_char  key[] = CRLF "x-api-key: ";
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_tavus_module);
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tavus_module);
 
+    if (tlcf->pass == NULL) {
+        headers = tlcf->headers;
+
+    } else {
+        headers.len = sizeof(host) - 1 + ctx->host.len + sizeof(key) - 1;
+        headers.data = ngx_pnalloc(r->pool, headers.len);
+        if (headers.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        p = ngx_cpymem(headers.data, host, sizeof(host) - 1);
+        p = ngx_cpymem(p, ctx->host.data, ctx->host.len);
+        ngx_memcpy(p, key, sizeof(key) - 1);
+    }
+
     len = sizeof(method) - 1 + ctx->replica_id.len
           + (ctx->hard ? sizeof(hard) - 1 : 0)
-          + tlcf->headers.len + ctx->key.len + sizeof(CRLF CRLF) - 1;
+          + headers.len + ctx->key.len + sizeof(CRLF CRLF) - 1;
 
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
@@ -55,7 +74,7 @@ ngx_http_tavus_create_request(ngx_http_request_t *r)
         b->last = ngx_cpymem(b->last, hard, sizeof(hard) - 1);
     }
 
-    b->last = ngx_cpymem(b->last, tlcf->headers.data, tlcf->headers.len);
+    b->last = ngx_cpymem(b->last, headers.data, headers.len);
     b->last = ngx_cpymem(b->last, ctx->key.data, ctx->key.len);
     *b->last++ = CR; *b->last++ = LF;
     *b->last++ = CR; *b->last++ = LF;
