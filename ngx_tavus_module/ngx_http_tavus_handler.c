@@ -91,7 +91,7 @@ ngx_http_tavus_handler(ngx_http_request_t *r)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        if (!ngx_http_tavus_parse_allow(value.data, value.len)) {
+        if (!ngx_http_tavus_parse_switch(value.data, value.len)) {
             return ngx_http_tavus_local_answer(r, ctx,
                                            NGX_HTTP_TAVUS_HARD_DELETE_DENIED);
         }
@@ -100,6 +100,19 @@ ngx_http_tavus_handler(ngx_http_request_t *r)
     if (ngx_http_tavus_eval_key(r, tlcf, ctx) != NGX_OK) {
         return ngx_http_tavus_local_answer(r, ctx,
                                         NGX_HTTP_TAVUS_GATEWAY_MISCONFIGURED);
+    }
+
+    /* all checks done, the key chosen: a dry run stops here */
+
+    if (tlcf->dry_run) {
+        if (ngx_http_complex_value(r, tlcf->dry_run, &value) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (ngx_http_tavus_parse_switch(value.data, value.len)) {
+            return ngx_http_tavus_local_answer(r, ctx,
+                                               NGX_HTTP_TAVUS_DRY_RUN);
+        }
     }
 
     if (ngx_http_upstream_create(r) != NGX_OK) {

@@ -100,6 +100,13 @@ static ngx_command_t  ngx_http_tavus_commands[] = {
       offsetof(ngx_http_tavus_loc_conf_t, allow_hard),
       NULL },
 
+    { ngx_string("tavus_dry_run"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_tavus_loc_conf_t, dry_run),
+      NULL },
+
     { ngx_string("tavus_connect_timeout"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_msec_slot,
@@ -461,6 +468,7 @@ ngx_http_tavus_create_loc_conf(ngx_conf_t *cf)
      *     conf->replica_id = NULL;
      *     conf->hard = NULL;
      *     conf->allow_hard = NULL;
+     *     conf->dry_run = NULL;
      *     conf->headers = { 0, NULL };
      *     conf->host = { 0, NULL };
      *     conf->ssl = 0;
@@ -562,6 +570,10 @@ ngx_http_tavus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->allow_hard == NULL) {
         conf->allow_hard = prev->allow_hard;
+    }
+
+    if (conf->dry_run == NULL) {
+        conf->dry_run = prev->dry_run;
     }
 
 #if (NGX_HTTP_SSL)

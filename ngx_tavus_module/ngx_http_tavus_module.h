@@ -34,6 +34,7 @@ typedef struct {
     ngx_http_complex_value_t    *replica_id;
     ngx_http_complex_value_t    *hard;
     ngx_http_complex_value_t    *allow_hard;
+    ngx_http_complex_value_t    *dry_run;
 
     ngx_http_tavus_key_t        *key;
     ngx_int_t                    request_id_index;

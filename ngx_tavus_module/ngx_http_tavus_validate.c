@@ -60,10 +60,13 @@ ngx_http_tavus_parse_hard(u_char *data, size_t len)
 }
 
 
-/* 1 for "on", "true" or "1"; 0 for anything else, empty included */
+/*
+ * tavus_allow_hard_delete and tavus_dry_run: 1 for "on", "true" or "1";
+ * 0 for anything else, empty included
+ */
 
 ngx_int_t
-ngx_http_tavus_parse_allow(u_char *data, size_t len)
+ngx_http_tavus_parse_switch(u_char *data, size_t len)
 {
     if ((len == 2 && ngx_strncmp(data, "on", 2) == 0)
         || (len == 4 && ngx_strncmp(data, "true", 4) == 0)

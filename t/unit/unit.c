@@ -85,13 +85,13 @@ test_hard(void)
     ok(ngx_http_tavus_parse_hard(S("truex")) == NGX_ERROR, "hard: truex");
     ok(ngx_http_tavus_parse_hard(S("tru")) == NGX_ERROR, "hard: tru");
 
-    ok(ngx_http_tavus_parse_allow(S("on")) == 1, "allow: on");
-    ok(ngx_http_tavus_parse_allow(S("true")) == 1, "allow: true");
-    ok(ngx_http_tavus_parse_allow(S("1")) == 1, "allow: 1");
-    ok(ngx_http_tavus_parse_allow(S("off")) == 0, "allow: off");
-    ok(ngx_http_tavus_parse_allow(S("")) == 0, "allow: empty");
-    ok(ngx_http_tavus_parse_allow(S("ON")) == 0, "allow: ON");
-    ok(ngx_http_tavus_parse_allow(S("11")) == 0, "allow: 11");
+    ok(ngx_http_tavus_parse_switch(S("on")) == 1, "switch: on");
+    ok(ngx_http_tavus_parse_switch(S("true")) == 1, "switch: true");
+    ok(ngx_http_tavus_parse_switch(S("1")) == 1, "switch: 1");
+    ok(ngx_http_tavus_parse_switch(S("off")) == 0, "switch: off");
+    ok(ngx_http_tavus_parse_switch(S("")) == 0, "switch: empty");
+    ok(ngx_http_tavus_parse_switch(S("ON")) == 0, "switch: ON");
+    ok(ngx_http_tavus_parse_switch(S("11")) == 0, "switch: 11");
 }
 
 
