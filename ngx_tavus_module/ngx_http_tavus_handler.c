@@ -176,14 +176,29 @@ static ngx_int_t
 ngx_http_tavus_eval_key(ngx_http_request_t *r,
     ngx_http_tavus_loc_conf_t *tlcf, ngx_http_tavus_ctx_t *ctx)
 {
-    ngx_str_t  key;
+    ngx_int_t   rc;
+    ngx_str_t   key;
+    ngx_uint_t  level;
 
     if (tlcf->key->complex == NULL) {
         ctx->key = tlcf->key->value;
         return NGX_OK;
     }
 
-    if (ngx_http_complex_value(r, tlcf->key->complex, &key) != NGX_OK) {
+    /*
+     * nginx's map and script code debug-log the values they produce:
+     * debug logging is off while the key is made, and variables it is
+     * made of are cached by then, so later lookups log nothing either
+     */
+
+    level = r->connection->log->log_level;
+    r->connection->log->log_level &= ~NGX_LOG_DEBUG_ALL;
+
+    rc = ngx_http_complex_value(r, tlcf->key->complex, &key);
+
+    r->connection->log->log_level = level;
+
+    if (rc != NGX_OK) {
         return NGX_ERROR;
     }
 

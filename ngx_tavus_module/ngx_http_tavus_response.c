@@ -274,7 +274,9 @@ ngx_http_tavus_process_body_start(ngx_http_request_t *r,
     }
 
     if (code == NGX_HTTP_NO_CONTENT || code == NGX_HTTP_NOT_MODIFIED) {
-        return ngx_http_tavus_process_answer(r, ctx);
+        ctx->content_length = 0;
+        ctx->state = ngx_http_tavus_st_body;
+        return NGX_OK;
     }
 
     if (ctx->chunked_body) {
@@ -520,7 +522,17 @@ ngx_http_tavus_finalize_request(ngx_http_request_t *r, ngx_int_t rc)
         outcome = NGX_HTTP_TAVUS_UPSTREAM_TIMEOUT;
 
     } else if (outcome != NGX_HTTP_TAVUS_UPSTREAM_INVALID_RESPONSE) {
-        outcome = NGX_HTTP_TAVUS_UPSTREAM_ERROR;
+
+        /* a part of an answer, then a close or a reset: truncated */
+
+        if (r->upstream->buffer.start
+            && r->upstream->buffer.last > r->upstream->buffer.start)
+        {
+            outcome = NGX_HTTP_TAVUS_UPSTREAM_INVALID_RESPONSE;
+
+        } else {
+            outcome = NGX_HTTP_TAVUS_UPSTREAM_ERROR;
+        }
     }
 
     ngx_http_tavus_answer_init(&ctx->answer, outcome);
