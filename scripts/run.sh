@@ -69,6 +69,9 @@ http {
     uwsgi_temp_path $prefix/temp/uwsgi;
     scgi_temp_path $prefix/temp/scgi;
 
+    tavus_metrics_zone tavus 1m;
+    tavus_metrics_label \$server_name;
+
     log_format tavus '\$remote_addr "\$request" \$status '
                      'outcome=\$tavus_outcome replica=\$tavus_replica_id '
                      'upstream_status=\$upstream_status '
@@ -76,12 +79,17 @@ http {
 
     server {
         listen $listen;
+        server_name gateway;
         access_log /dev/stdout tavus;
 
         location ~ ^/v2/replicas/(?<replica_id>[^/]*)\$ {
             tavus_delete_replica \$replica_id;
             tavus_pass $upstream;
             tavus_api_key_file $prefix/api.key;
+        }
+
+        location = /metrics {
+            tavus_metrics;
         }
 
         location / {
@@ -101,6 +109,7 @@ ngx_tavus_module: listening on http://$listen, in front of $mode.
 Try:
     curl -i -X DELETE http://$listen/v2/replicas/rf3073f2dcc1
     curl -i -X DELETE http://$listen/v2/replicas/not-a-replica
+    curl http://$listen/metrics
 Ctrl-C stops it.
 EOF
 
