@@ -42,7 +42,9 @@ $(NGX_BUILD)/objs/Makefile: config
 
 $(MODULE): $(NGX_BUILD)/objs/Makefile $(SOURCES)
 	$(MAKE) -s -C $(NGX_BUILD) -f objs/Makefile modules
-	cp $(NGX_BUILD)/objs/ngx_http_tavus_module.so $@
+	@# a new file, not one overwritten in place: a running nginx has it mapped
+	cp $(NGX_BUILD)/objs/ngx_http_tavus_module.so $@.tmp
+	mv -f $@.tmp $@
 
 run: build
 	@bash scripts/run.sh

@@ -1,0 +1,195 @@
+#!/usr/bin/perl
+
+# The harness and its mocks, checked with stock nginx (no module loaded),
+# so that a failure elsewhere is known to be the module's.
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use Test::More;
+use IO::Socket::INET;
+use TavusTest;
+
+my $t = TavusTest->new(no_module => 1);
+
+# ports: free, distinct, memoised by name
+
+my $a = $t->port('a');
+isnt($a, $t->port('b'), 'ports of two names differ');
+is($t->port('a'), $a, 'a port is memoised by name');
+
+# nginx -t
+
+my ($ok, $out) = $t->nginx_t(<<'HTTP');
+    server { listen 127.0.0.1:%%PORT_a%%; }
+HTTP
+ok($ok, 'nginx -t passes a good config') or diag($out);
+
+($ok, $out) = $t->nginx_t(<<'HTTP');
+    server { listen 127.0.0.1:%%PORT_a%%; no_such_directive x; }
+HTTP
+ok(!$ok, 'nginx -t fails a bad config');
+like($out, qr/unknown directive "no_such_directive"/, 'nginx -t output');
+
+# the nginx-based mock Tavus API
+
+$t->run($t->mock_tavus(name => 'tavus', port => $t->port('tavus'),
+                       key => 'k3y-Mock_1') . <<'HTTP');
+    server {
+        listen 127.0.0.1:%%PORT_echo%%;
+        location / {
+            return 200 "[%%PREFIX%%]";
+        }
+    }
+HTTP
+
+my $tp = $t->port('tavus');
+
+my $r = $t->http(port => $t->port('echo'), path => '/');
+is($r->{body}, '[' . $t->prefix . ']', '%%PREFIX%% replaced');
+
+$r = $t->http(port => $tp, method => 'DELETE', path => '/v2/replicas/rab12',
+              headers => [ 'x-api-key' => 'k3y-Mock_1' ]);
+is($r->{status}, 200, 'mock: good key, good id: 200');
+is($r->{headers}{'content-type'}, 'application/json', 'mock: json type');
+is($t->json($r)->{message}, 'Replica deleted successfully', 'mock: 200 body');
+
+$r = $t->http(port => $tp, method => 'DELETE', path => '/v2/replicas/xyz',
+              headers => [ 'x-api-key' => 'k3y-Mock_1' ]);
+is($r->{status}, 400, 'mock: good key, bad id: 400');
+is($t->json($r)->{error}, 'Invalid replica_id', 'mock: 400 body');
+
+$r = $t->http(port => $tp, method => 'DELETE', path => '/v2/replicas/xyz',
+              headers => [ 'x-api-key' => 'K3Y-MOCK_1' ]);
+is($r->{status}, 401, 'mock: key compared case-sensitively, before the id');
+is($t->json($r)->{message}, 'Invalid access token', 'mock: 401 body');
+
+$r = $t->http(port => $tp, method => 'DELETE', path => '/v2/replicas/rab12');
+is($r->{status}, 401, 'mock: no key: 401');
+
+$r = $t->http(port => $tp, method => 'DELETE', path => '/v2/replicas/rab12',
+              headers => [ 'x-api-key' => 'k3y-Mock_1x' ]);
+is($r->{status}, 401, 'mock: key with a suffix: 401');
+
+my @log = $t->mock_log('tavus');
+is(scalar @log, 5, 'mock log: 5 entries');
+is(join(',', map { "$_->{status}:$_->{key}" } @log),
+   '200:ok,400:ok,401:bad,401:bad,401:bad', 'mock log: statuses and keys');
+is($log[0]{uri}, '/v2/replicas/rab12', 'mock log: uri');
+is($log[0]{method}, 'DELETE', 'mock log: method');
+is($log[0]{reqs}, 1, 'mock log: connection requests');
+unlike($t->read_file('tavus.access.log'), qr/k3y/i,
+       'mock log: the key is not logged');
+
+$t->stop;
+
+# the raw mock, spoken to directly
+
+my $m = $t->raw_mock(port => $t->port('raw'), script => [
+    [ "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none" ],
+    [ { bytewise => 1 }, "HTTP/1.1 201 OK\r\nContent-Length: 3\r\n\r\ntwo",
+      { close => 1 } ],
+    [ { sleep => 0.1 }, "HTTP/1.1 202 OK\r\n\r\nthree", { close => 1 } ],
+    [ { reset => 1 } ],
+]);
+
+my $rp = $t->port('raw');
+
+is($m->connections, 0, 'raw mock: no connection yet');
+
+# keepalive: two requests on one connection
+
+my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $rp)
+    or die "connect: $!";
+print $s "GET /1 HTTP/1.1\r\nHost: x\r\n\r\n";
+my $got = read_n($s, length "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none");
+is($got, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\none", 'raw mock: reply 1');
+print $s "GET /2 HTTP/1.1\r\nHost: x\r\n\r\n";
+$got = read_all($s);
+is($got, "HTTP/1.1 201 OK\r\nContent-Length: 3\r\n\r\ntwo",
+   'raw mock: reply 2, bytewise, on the same connection, then closed');
+close $s;
+
+$r = $t->http(port => $rp, path => '/3');
+is($r->{status}, 202, 'raw mock: reply 3 after a sleep');
+is($r->{body}, 'three', 'raw mock: reply 3 body');
+
+$r = $t->http(port => $rp, path => '/4');
+is($r->{status}, 0, 'raw mock: reset, no answer');
+is($r->{raw}, '', 'raw mock: reset, nothing read');
+
+$r = $t->http(port => $rp, path => '/5');
+is($r->{raw}, '', 'raw mock: the last entry repeats');
+
+is($m->connections, 4, 'raw mock: 4 connections');
+
+my @req = $m->requests;
+is(scalar @req, 5, 'raw mock: 5 requests');
+is($req[0], "GET /1 HTTP/1.1\r\nHost: x\r\n\r\n", 'raw mock: request 1 bytes');
+is($req[1], "GET /2 HTTP/1.1\r\nHost: x\r\n\r\n", 'raw mock: request 2 bytes');
+like($req[2], qr{^GET /3 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n\z},
+     'raw mock: request 3 bytes');
+
+# a raw mock behind stock nginx: chunked answers reach the client, a hang
+# is a timeout
+
+$m = $t->raw_mock(port => $t->port('raw2'), script => [
+    [ "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+      . "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n" ],
+    [ { hang => 1 } ],
+]);
+
+$t->run(<<'HTTP');
+    server {
+        listen 127.0.0.1:%%PORT_gw%%;
+        location / {
+            proxy_pass http://127.0.0.1:%%PORT_raw2%%;
+            proxy_read_timeout 200ms;
+        }
+    }
+HTTP
+
+$r = $t->http(port => $t->port('gw'), path => '/a?b=c',
+              headers => [ 'X-Test' => '1' ]);
+is($r->{status}, 200, 'proxied: 200');
+is($r->{body}, 'abcde', 'proxied: chunked body decoded');
+is(($m->requests)[0],
+   "GET /a?b=c HTTP/1.0\r\nHost: 127.0.0.1:" . $t->port('raw2')
+   . "\r\nConnection: close\r\nX-Test: 1\r\n\r\n",
+   'proxied: exact request bytes');
+
+$r = $t->http(port => $t->port('gw'), path => '/hang');
+is($r->{status}, 504, 'proxied: hang is a timeout');
+is($m->connections, 2, 'proxied: 2 connections');
+
+# connections counted even when the mock has not accepted them yet
+
+my @pending = map {
+    IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                          PeerPort => $t->port('raw2')) or die "connect: $!"
+} 1 .. 3;
+is($m->connections, 5, 'raw mock: queued connections counted');
+close $_ for @pending;
+
+$t->stop;
+
+is($m->connections, 5, 'raw mock: count kept after stop');
+
+done_testing;
+
+sub read_n {
+    my ($s, $n) = @_;
+    my $buf = '';
+    while (length $buf < $n) {
+        sysread($s, $buf, $n - length $buf, length $buf) or last;
+    }
+    return $buf;
+}
+
+sub read_all {
+    my ($s) = @_;
+    my $buf = '';
+    1 while sysread($s, $buf, 4096, length $buf);
+    return $buf;
+}

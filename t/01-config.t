@@ -1,0 +1,194 @@
+#!/usr/bin/perl
+
+# nginx -t: what the module rejects at configuration load, what it accepts,
+# and that no output ever shows a key.
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use Test::More;
+use TavusTest;
+
+my $t = TavusTest->new->require_module;
+
+# keys: distinctive parts that must never show in any output
+
+my %file = (
+    'good.key'    => "Good0Secret-Key\n",
+    'bare.key'    => "Bare0Secret-Key",
+    'tab.key'     => "Tab0Secret\tPart2\n",
+    'cr.key'      => "Cr0Secret\rPart2\n",
+    'lf.key'      => "Lf0Secret\nPart2\n",
+    'nul.key'     => "Nul0Secret\0Part2\n",
+    'empty.key'   => '',
+    'newline.key' => "\n",
+);
+
+$t->write_file($_, $file{$_}) for keys %file;
+
+my @secrets = qw(Good0Secret Bare0Secret Tab0Secret Cr0Secret Lf0Secret
+                 Nul0Secret Inl1neSecret Inl2neSecret Var0Secret);
+
+# a location, with a given tail of directives, in a server
+
+sub conf {
+    my ($location, %a) = @_;
+
+    my $server = $a{server} // '';
+    my $http = $a{http} // '';
+
+    return <<"HTTP";
+    $http
+    server {
+        listen 127.0.0.1:%%PORT_gw%%;
+        $server
+
+        location ~ ^/replicas/(?<replica>[^/]*)\$ {
+            tavus_delete_replica \$replica;
+            $location
+        }
+
+        location /other/ {
+            return 204;
+        }
+    }
+HTTP
+}
+
+my $pass = 'tavus_pass http://127.0.0.1:1;';
+my $keyfile = 'tavus_api_key_file %%PREFIX%%/good.key;';
+
+our $TODO;
+
+sub passes {
+    my ($name, $conf, %o) = @_;
+
+    my ($ok, $out) = $t->nginx_t($conf);
+
+    {
+        local $TODO = $o{todo};
+        ok($ok, "passes: $name") or diag($out);
+    }
+
+    no_secret($name, $out);
+}
+
+sub fails {
+    my ($name, $conf, $re) = @_;
+
+    my ($ok, $out) = $t->nginx_t($conf);
+
+    ok(!$ok, "fails: $name");
+    like($out, qr/\[emerg\]/, "fails: $name: an [emerg] line");
+    unlike($out, qr/unknown directive "tavus_|dlopen|load_module/,
+           "fails: $name: not for want of the module")
+        or diag($out);
+    like($out, $re, "fails: $name: the reason") if $re;
+    no_secret($name, $out);
+}
+
+sub no_secret {
+    my ($name, $out) = @_;
+
+    my @seen = grep { index($out, $_) >= 0 } @secrets;
+    ok(!@seen, "$name: no key in the output") or diag("seen: @seen\n$out");
+}
+
+# accepted
+
+passes('pass and key file', conf("$pass $keyfile"));
+
+passes('key file without a trailing newline',
+       conf("$pass tavus_api_key_file %%PREFIX%%/bare.key;"));
+
+passes('inline key', conf("$pass tavus_api_key Inl2neSecret-Key;"));
+
+passes('key from a variable',
+       conf("$pass tavus_api_key \$tenant_key;",
+            http => 'map $http_x_tenant $tenant_key { a Var0Secret-A;'
+                    . ' default ""; }'));
+
+passes('lone trailing slash', conf("tavus_pass http://127.0.0.1:1/; $keyfile"));
+
+passes('host name and port', conf("tavus_pass http://localhost:1; $keyfile"));
+
+passes('upstream group',
+       conf("tavus_pass http://tavusapi.com; $keyfile",
+            http => 'upstream tavusapi.com { server 127.0.0.1:1;'
+                    . ' keepalive 4; }'));
+
+passes('https', conf("tavus_pass https://127.0.0.1:1; $keyfile"));
+
+passes('pass and key inherited from http and server',
+       conf('', http => $pass, server => $keyfile));
+
+passes('key directives at two levels: the inner one wins',
+       conf($pass, server => 'tavus_api_key Inl2neSecret-Key;')
+       =~ s/(tavus_delete_replica \$replica;)/$1 $keyfile/r);
+
+passes('timeouts and buffer size',
+       conf("$pass $keyfile tavus_connect_timeout 1s;"
+            . ' tavus_send_timeout 2s; tavus_read_timeout 3s;'
+            . ' tavus_buffer_size 8k;'));
+
+passes('a key file in a location without tavus_delete_replica',
+       conf("$pass $keyfile", server => '')
+       =~ s{return 204;}{tavus_api_key_file %%PREFIX%%/good.key; return 204;}r);
+
+# rejected
+
+fails('no tavus_pass in scope', conf($keyfile));
+
+fails('no key in scope', conf($pass));
+
+fails('key only in a sibling location',
+      conf($pass) =~ s{return 204;}{$keyfile return 204;}r);
+
+fails('tavus_pass with a path', conf("tavus_pass http://127.0.0.1:1/v2; $keyfile"));
+
+fails('tavus_pass with a longer path',
+      conf("tavus_pass http://127.0.0.1:1/v2/replicas/; $keyfile"));
+
+fails('tavus_pass with an unknown scheme',
+      conf("tavus_pass ftp://127.0.0.1:1; $keyfile"));
+
+fails('tavus_pass without a scheme', conf("tavus_pass 127.0.0.1:1; $keyfile"));
+
+fails('empty inline key', conf("$pass tavus_api_key \"\";"));
+
+fails('inline key with a tab', conf("$pass tavus_api_key \"Inl1neSecret\\tX\";"));
+
+fails('key file with a tab inside',
+      conf("$pass tavus_api_key_file %%PREFIX%%/tab.key;"));
+
+fails('key file with a CR inside',
+      conf("$pass tavus_api_key_file %%PREFIX%%/cr.key;"));
+
+fails('key file with a LF inside',
+      conf("$pass tavus_api_key_file %%PREFIX%%/lf.key;"));
+
+fails('key file with a NUL inside',
+      conf("$pass tavus_api_key_file %%PREFIX%%/nul.key;"));
+
+fails('empty key file', conf("$pass tavus_api_key_file %%PREFIX%%/empty.key;"));
+
+fails('key file of a lone newline',
+      conf("$pass tavus_api_key_file %%PREFIX%%/newline.key;"));
+
+fails('missing key file',
+      conf("$pass tavus_api_key_file %%PREFIX%%/no-such.key;"));
+
+fails('tavus_api_key and tavus_api_key_file at one level',
+      conf("$pass tavus_api_key Inl2neSecret-Key; $keyfile"));
+
+fails('tavus_api_key and tavus_api_key_file at server level',
+      conf($pass, server => "tavus_api_key Inl2neSecret-Key; $keyfile"));
+
+fails('tavus_delete_replica without an argument',
+      conf("$pass $keyfile") =~ s/tavus_delete_replica \$replica;/tavus_delete_replica;/r);
+
+fails('tavus_delete_replica outside a location',
+      conf("$pass $keyfile", server => 'tavus_delete_replica $uri;'));
+
+done_testing;
