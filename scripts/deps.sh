@@ -5,7 +5,7 @@
 set -eu
 
 packages="nginx nginx-dev libcjson-dev libssl-dev libpcre2-dev zlib1g-dev
-          gcc make perl openssl ca-certificates curl"
+          gcc make perl openssl ca-certificates curl dnsmasq-base"
 
 missing=""
 for p in $packages; do
