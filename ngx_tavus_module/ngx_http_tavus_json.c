@@ -18,7 +18,6 @@ typedef struct {
 
 
 static ngx_uint_t ngx_http_tavus_outcome_of(ngx_uint_t status);
-static u_char *ngx_http_tavus_find(u_char *s, size_t len, ngx_str_t *what);
 static size_t ngx_http_tavus_json_escape(u_char *dst, u_char *src,
     size_t len);
 
@@ -215,7 +214,7 @@ ngx_http_tavus_upstream_message(u_char *body, size_t len, ngx_str_t *key,
         goto done;
     }
 
-    if (key && key->len && ngx_http_tavus_find(s, n, key)) {
+    if (key && ngx_http_tavus_contains(s, n, key)) {
         rc = NGX_ABORT;
         goto done;
     }
@@ -234,13 +233,15 @@ done:
 }
 
 
-static u_char *
-ngx_http_tavus_find(u_char *s, size_t len, ngx_str_t *what)
+/* whether a text holds the key (or any string), anywhere */
+
+ngx_uint_t
+ngx_http_tavus_contains(u_char *s, size_t len, ngx_str_t *what)
 {
     u_char  *last;
 
-    if (len < what->len) {
-        return NULL;
+    if (what->len == 0 || len < what->len) {
+        return 0;
     }
 
     last = s + len - what->len;
@@ -249,11 +250,11 @@ ngx_http_tavus_find(u_char *s, size_t len, ngx_str_t *what)
         if (*s == what->data[0]
             && ngx_memcmp(s, what->data, what->len) == 0)
         {
-            return s;
+            return 1;
         }
     }
 
-    return NULL;
+    return 0;
 }
 
 

@@ -55,6 +55,7 @@ void ngx_http_tavus_translate(ngx_http_tavus_answer_t *a,
     u_char *buf);
 ngx_int_t ngx_http_tavus_upstream_message(u_char *body, size_t len,
     ngx_str_t *key, u_char *buf, ngx_str_t *message);
+ngx_uint_t ngx_http_tavus_contains(u_char *s, size_t len, ngx_str_t *what);
 size_t ngx_http_tavus_utf8_clean(u_char *dst, u_char *src, size_t len,
     size_t max);
 

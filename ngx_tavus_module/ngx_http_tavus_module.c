@@ -24,6 +24,7 @@ static ngx_int_t ngx_http_tavus_outcome_variable(ngx_http_request_t *r,
 static ngx_int_t ngx_http_tavus_fingerprint_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
+static void *ngx_http_tavus_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_tavus_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_tavus_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -238,7 +239,7 @@ static ngx_http_module_t  ngx_http_tavus_module_ctx = {
     ngx_http_tavus_add_variables,          /* preconfiguration */
     ngx_http_tavus_init_filters,           /* postconfiguration */
 
-    NULL,                                  /* create main configuration */
+    ngx_http_tavus_create_main_conf,       /* create main configuration */
     NULL,                                  /* init main configuration */
 
     NULL,                                  /* create server configuration */
@@ -446,6 +447,27 @@ ngx_http_tavus_fingerprint(u_char *dst, u_char *data, size_t len)
     ngx_hex_dump(dst, md, NGX_HTTP_TAVUS_FINGERPRINT_LEN / 2);
 
     return NGX_OK;
+}
+
+
+static void *
+ngx_http_tavus_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_tavus_main_conf_t  *tmcf;
+
+    tmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_tavus_main_conf_t));
+    if (tmcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&tmcf->ssl_locations, cf->pool, 4,
+                       sizeof(ngx_http_tavus_loc_conf_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return tmcf;
 }
 
 

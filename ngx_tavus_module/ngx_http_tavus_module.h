@@ -29,6 +29,12 @@ typedef struct {
 
 
 typedef struct {
+    /* locations that delete over TLS, to share or refuse SSL contexts */
+    ngx_array_t                  ssl_locations;
+} ngx_http_tavus_main_conf_t;
+
+
+typedef struct {
     ngx_http_upstream_conf_t     upstream;
 
     ngx_http_complex_value_t    *replica_id;

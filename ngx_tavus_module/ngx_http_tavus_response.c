@@ -19,6 +19,7 @@ static ngx_int_t ngx_http_tavus_process_answer(ngx_http_request_t *r,
 static void ngx_http_tavus_log_upstream(ngx_http_request_t *r,
     ngx_http_tavus_ctx_t *ctx, ngx_http_tavus_answer_t *a, u_char *body,
     size_t len);
+static ngx_uint_t ngx_http_tavus_valid_retry_after(ngx_str_t *value);
 static ngx_int_t ngx_http_tavus_invalid(ngx_http_request_t *r,
     ngx_http_tavus_ctx_t *ctx, const char *why);
 
@@ -228,6 +229,20 @@ ngx_http_tavus_process_header_line(ngx_http_request_t *r,
     if (len == sizeof("Retry-After") - 1
         && ngx_strncasecmp(name, (u_char *) "Retry-After", len) == 0)
     {
+        /*
+         * passed on to the client only as what it must be, seconds or
+         * an HTTP date: upstream text goes nowhere unchecked
+         */
+
+        if (!ngx_http_tavus_valid_retry_after(&h)
+            || ngx_http_tavus_contains(h.data, h.len, &ctx->key))
+        {
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "upstream sent an invalid \"Retry-After\", "
+                          "not passed on");
+            return NGX_OK;
+        }
+
         ctx->retry_after.data = ngx_pstrdup(r->pool, &h);
         if (ctx->retry_after.data == NULL) {
             return NGX_ERROR;
@@ -237,6 +252,29 @@ ngx_http_tavus_process_header_line(ngx_http_request_t *r,
     }
 
     return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_tavus_valid_retry_after(ngx_str_t *value)
+{
+    size_t  i;
+
+    if (value->len == 0) {
+        return 0;
+    }
+
+    for (i = 0; i < value->len; i++) {
+        if (value->data[i] < '0' || value->data[i] > '9') {
+            break;
+        }
+    }
+
+    if (i == value->len) {
+        return value->len <= NGX_INT32_LEN;
+    }
+
+    return ngx_parse_http_time(value->data, value->len) != NGX_ERROR;
 }
 
 

@@ -24,6 +24,12 @@
 
 static ngx_int_t ngx_http_tavus_set_ssl(ngx_conf_t *cf,
     ngx_http_tavus_loc_conf_t *tlcf);
+static ngx_int_t ngx_http_tavus_share_ssl(ngx_conf_t *cf,
+    ngx_http_tavus_loc_conf_t *tlcf);
+static ngx_uint_t ngx_http_tavus_same_ssl(ngx_http_tavus_loc_conf_t *a,
+    ngx_http_tavus_loc_conf_t *b);
+static ngx_uint_t ngx_http_tavus_same_value(ngx_http_complex_value_t *a,
+    ngx_http_complex_value_t *b);
 
 
 ngx_conf_bitmask_t  ngx_http_tavus_ssl_protocols[] = {
@@ -93,10 +99,107 @@ ngx_http_tavus_ssl_merge_conf(ngx_conf_t *cf,
     /* a context only where a delete goes to an https:// upstream */
 
     if (conf->ssl && conf->replica_id) {
-        return ngx_http_tavus_set_ssl(cf, conf);
+        return ngx_http_tavus_share_ssl(cf, conf);
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * nginx keeps TLS sessions and kept-alive connections per upstream, not
+ * per location: a session verified against one location's CA would be
+ * resumed by another location that trusts a different CA.  Locations
+ * that delete through one upstream must agree on every tavus_ssl_*
+ * setting; they then share one SSL context.
+ */
+
+static ngx_int_t
+ngx_http_tavus_share_ssl(ngx_conf_t *cf, ngx_http_tavus_loc_conf_t *tlcf)
+{
+    ngx_uint_t                   i;
+    ngx_http_tavus_loc_conf_t  **other, **slot;
+    ngx_http_tavus_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_tavus_module);
+
+    if (tlcf->upstream.upstream) {
+        other = tmcf->ssl_locations.elts;
+
+        for (i = 0; i < tmcf->ssl_locations.nelts; i++) {
+
+            if (other[i]->upstream.upstream != tlcf->upstream.upstream) {
+                continue;
+            }
+
+            if (!ngx_http_tavus_same_ssl(other[i], tlcf)) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"tavus_pass https://%V\" is used with "
+                                   "different \"tavus_ssl_*\" settings in "
+                                   "another location: nginx shares TLS "
+                                   "sessions and connections per upstream, "
+                                   "so give each its own upstream{} block",
+                                   &tlcf->host);
+                return NGX_ERROR;
+            }
+
+            tlcf->upstream.ssl = other[i]->upstream.ssl;
+            tlcf->upstream.ssl_passwords = other[i]->upstream.ssl_passwords;
+
+            return NGX_OK;
+        }
+    }
+
+    if (ngx_http_tavus_set_ssl(cf, tlcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    slot = ngx_array_push(&tmcf->ssl_locations);
+    if (slot == NULL) {
+        return NGX_ERROR;
+    }
+
+    *slot = tlcf;
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_tavus_same_ssl(ngx_http_tavus_loc_conf_t *a,
+    ngx_http_tavus_loc_conf_t *b)
+{
+    return a->upstream.ssl_verify == b->upstream.ssl_verify
+           && a->upstream.ssl_server_name == b->upstream.ssl_server_name
+           && a->upstream.ssl_session_reuse == b->upstream.ssl_session_reuse
+           && a->ssl_protocols == b->ssl_protocols
+           && a->ssl_verify_depth == b->ssl_verify_depth
+           && a->ssl_ciphers.len == b->ssl_ciphers.len
+           && ngx_strncmp(a->ssl_ciphers.data, b->ssl_ciphers.data,
+                          a->ssl_ciphers.len) == 0
+           && a->ssl_trusted_certificate.len == b->ssl_trusted_certificate.len
+           && ngx_strncmp(a->ssl_trusted_certificate.data,
+                          b->ssl_trusted_certificate.data,
+                          a->ssl_trusted_certificate.len) == 0
+           && ngx_http_tavus_same_value(a->upstream.ssl_name,
+                                        b->upstream.ssl_name)
+           && ngx_http_tavus_same_value(a->upstream.ssl_certificate,
+                                        b->upstream.ssl_certificate)
+           && ngx_http_tavus_same_value(a->upstream.ssl_certificate_key,
+                                        b->upstream.ssl_certificate_key);
+}
+
+
+static ngx_uint_t
+ngx_http_tavus_same_value(ngx_http_complex_value_t *a,
+    ngx_http_complex_value_t *b)
+{
+    if (a == NULL || b == NULL) {
+        return a == b;
+    }
+
+    return a->value.len == b->value.len
+           && ngx_strncmp(a->value.data, b->value.data, a->value.len) == 0;
 }
 
 

@@ -1,0 +1,428 @@
+#!/usr/bin/perl
+
+# Behind nginx's own authentication (issue 5, item 1): auth_request,
+# auth_basic, allow/deny with satisfy any and all, client certificates, an
+# internal location reached by X-Accel-Redirect.  Each gates the module: a
+# denied request is nginx's own answer and opens no upstream connection
+# (each mechanism has its own raw mock, whose connections are counted).
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use Test::More;
+use JSON::PP;
+use TavusTest;
+use TavusAuth qw(:all);
+
+my $t = TavusTest->new->require_module;
+
+my $KEY = 'auth-Key_1';
+my $true = JSON::PP::true;
+my $ok = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+         . "Content-Length: 2\r\n\r\n{}";
+
+my %up;
+for my $name (qw(authreq basic addr any all cert xaccel public)) {
+    $up{$name} = $t->raw_mock(port => $t->port("up_$name"),
+                              script => [ [ $ok ] ]);
+}
+
+# ports nginx listens on are named once the mocks are up: a mock's
+# control port, chosen by the kernel, could take one named but not bound
+my $gw = $t->port('gw');
+my $tls = $t->port('tls');
+
+my $pki = make_pki($t);
+
+htpasswd($t, 'htpasswd', [ 'alice', 'alice-Pass_1', 'apr1' ],
+                         [ 'bob', 'bob-Pass_2', '5' ]);
+
+my @locations;
+
+sub tavus_location {
+    my ($prefix, $mock, @lines) = @_;
+    my $extra = join '', map { "            $_\n" } @lines;
+    return <<"LOCATION";
+        location ~ ^/$prefix/replicas/(?<replica>[^/]*)\$ {
+$extra            tavus_delete_replica \$replica;
+            tavus_pass http://127.0.0.1:%%PORT_up_$mock%%;
+        }
+LOCATION
+}
+
+my $gw_locations = join '',
+    tavus_location('authreq', 'authreq', 'auth_request /_auth;'),
+    tavus_location('basic', 'basic', 'auth_basic "tavus";',
+                   'auth_basic_user_file %%PREFIX%%/htpasswd;'),
+    tavus_location('addr', 'addr', 'allow 127.0.0.1;', 'deny all;'),
+    tavus_location('any', 'any', 'satisfy any;', 'allow 127.0.0.2;',
+                   'deny all;', 'auth_basic "tavus";',
+                   'auth_basic_user_file %%PREFIX%%/htpasswd;'),
+    tavus_location('all', 'all', 'satisfy all;', 'allow 127.0.0.1;',
+                   'deny all;', 'auth_basic "tavus";',
+                   'auth_basic_user_file %%PREFIX%%/htpasswd;'),
+    tavus_location('public', 'public');
+
+$t->run(<<"HTTP");
+    log_format audit escape=json '{"user":"\$remote_user",'
+        '"cert":"\$ssl_client_s_dn","uri":"\$request_uri",'
+        '"method":"\$request_method",'
+        '"replica":"\$tavus_replica_id","outcome":"\$tavus_outcome",'
+        '"upstream_status":"\$upstream_status",'
+        '"key":"\$tavus_api_key_fingerprint"}';
+
+    log_format authsrv '\$request_method \$request_uri \$http_x_token '
+                       '\$http_x_original_uri \$status';
+
+    # the auth backend of auth_request: 200, 401 or 403 on X-Token
+
+    server {
+        listen 127.0.0.1:%%PORT_authsrv%%;
+        access_log %%PREFIX%%/authsrv.access.log authsrv;
+
+        location / {
+            add_header WWW-Authenticate 'Bearer realm="gw"' always;
+
+            if (\$http_x_token = good) {
+                return 200;
+            }
+
+            if (\$http_x_token = forbidden) {
+                return 403;
+            }
+
+            if (\$http_x_token = broken) {
+                return 500;
+            }
+
+            return 401;
+        }
+    }
+
+    # the application: it authenticates the caller (X-Session) and lets
+    # nginx do the delete through X-Accel-Redirect
+
+    server {
+        listen 127.0.0.1:%%PORT_app%%;
+
+        location ~ ^/app/replicas/(?<id>[^/]*)\$ {
+            if (\$http_x_session != good) {
+                return 403 '{"error":"not your replica"}';
+            }
+
+            add_header X-Accel-Redirect /internal/replicas/\$id;
+            return 200 'app body, never seen by the client';
+        }
+    }
+
+    # the gateway
+
+    server {
+        listen 127.0.0.1:%%PORT_gw%%;
+        access_log %%PREFIX%%/audit.log audit;
+        tavus_api_key $KEY;
+
+        location = /_auth {
+            internal;
+            proxy_pass http://127.0.0.1:%%PORT_authsrv%%/check;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI \$request_uri;
+        }
+
+        location /app/ {
+            proxy_pass http://127.0.0.1:%%PORT_app%%;
+        }
+
+        location ~ ^/internal/replicas/(?<id>.*)\$ {
+            internal;
+            tavus_delete_replica \$id;
+            tavus_pass http://127.0.0.1:%%PORT_up_xaccel%%;
+        }
+
+$gw_locations
+    }
+
+    # client certificates
+
+    server {
+        listen 127.0.0.1:%%PORT_tls%% ssl;
+        access_log %%PREFIX%%/audit.log audit;
+        tavus_api_key $KEY;
+
+        ssl_certificate $pki->{'server.crt'};
+        ssl_certificate_key $pki->{'server.key'};
+        ssl_client_certificate $pki->{'ca.crt'};
+        ssl_verify_client on;
+
+        location ~ ^/replicas/(?<replica>[^/]*)\$ {
+            tavus_delete_replica \$replica;
+            tavus_pass http://127.0.0.1:%%PORT_up_cert%%;
+        }
+    }
+HTTP
+
+# a delete that went through: the module's 200 and one exact upstream
+# request with the configured key
+
+sub deleted {
+    my ($r, $mock, $id, $n, $name) = @_;
+
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+
+    $t->answer($r, 200, { replica_id => $id, deleted => $true }, $name);
+    is($mock->connections, $n, "$name: upstream connection $n");
+
+    my $port = $mock->port;
+    is($t->printable(($mock->requests)[-1] // ''),
+       $t->printable("DELETE /v2/replicas/$id HTTP/1.1\r\n"
+                     . "Host: 127.0.0.1:$port\r\nx-api-key: $KEY\r\n\r\n"),
+       "$name: exact upstream DELETE");
+}
+
+# a denial by nginx itself: its status, not the module's JSON, and no
+# upstream connection
+
+sub denied {
+    my ($r, $status, $mock, $n, $name) = @_;
+
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+
+    is($r->{status}, $status, "$name: $status")
+        or diag('answer: ' . $t->printable($r->{raw} // ''));
+    unlike($r->{headers}{'content-type'} // '', qr{json},
+           "$name: nginx's own answer, not the module's");
+    unlike($r->{body} // '', qr/"code"|\Q$KEY\E/, "$name: no module body");
+    is($mock->connections, $n, "$name: no new upstream connection");
+}
+
+###############################################################################
+# auth_request
+
+my $m = $up{authreq};
+
+my $r = $t->http(port => $gw, method => 'DELETE', path => '/authreq/replicas/r1');
+denied($r, 401, $m, 0, 'auth_request, no token');
+like($r->{headers}{'www-authenticate'} // '', qr/^Bearer realm="gw"/,
+     'auth_request 401: the backend\'s WWW-Authenticate passed on');
+
+$r = $t->http(port => $gw, method => 'DELETE', path => '/authreq/replicas/r1',
+              headers => [ 'X-Token' => 'forbidden' ]);
+denied($r, 403, $m, 0, 'auth_request, forbidden token');
+
+$r = $t->http(port => $gw, method => 'DELETE', path => '/authreq/replicas/r1',
+              headers => [ 'X-Token' => 'broken' ]);
+denied($r, 500, $m, 0, 'auth_request, backend error');
+
+$r = $t->http(port => $gw, method => 'DELETE', path => '/authreq/replicas/r1',
+              headers => [ 'X-Token' => 'good' ]);
+deleted($r, $m, 'r1', 1, 'auth_request, good token');
+
+# allowed by auth_request is not enough: a client still needs DELETE
+
+$r = $t->http(port => $gw, method => 'GET', path => '/authreq/replicas/r2',
+              headers => [ 'X-Token' => 'good' ]);
+$t->answer($r, 405, { code => 'method_not_allowed' },
+           'auth_request, good token, GET');
+is($m->connections, 1, 'auth_request, GET: no new upstream connection');
+
+my @auth = split /\n/, $t->read_file('authsrv.access.log');
+is(scalar @auth, 5, 'the auth backend was asked once a request');
+is(join('|', map { (split / /)[4] } @auth), '401|403|500|200|200',
+   'the auth backend answered 401, 403, 500, 200, 200');
+like($auth[0] // '', qr{^\S+ /check - /authreq/replicas/r1 },
+     'the auth backend saw the original URI');
+
+###############################################################################
+# auth_basic, with an apr1 (nginx's own) and a SHA-crypt ($5$) password
+
+$m = $up{basic};
+
+$r = $t->http(port => $gw, method => 'DELETE', path => '/basic/replicas/r1');
+denied($r, 401, $m, 0, 'auth_basic, no credentials');
+is($r->{headers}{'www-authenticate'}, 'Basic realm="tavus"',
+   'auth_basic: nginx asks for credentials');
+
+$r = $t->http(port => $gw, method => 'DELETE', path => '/basic/replicas/r1',
+              headers => [ Authorization => basic('alice', 'wrong') ]);
+denied($r, 401, $m, 0, 'auth_basic, wrong password');
+
+$r = $t->http(port => $gw, method => 'DELETE', path => '/basic/replicas/r1',
+              headers => [ Authorization => basic('carol', 'alice-Pass_1') ]);
+denied($r, 401, $m, 0, 'auth_basic, unknown user');
+
+$r = $t->http(port => $gw, method => 'DELETE', path => '/basic/replicas/r1',
+              headers => [ Authorization => basic('alice', 'alice-Pass_1') ]);
+deleted($r, $m, 'r1', 1, 'auth_basic, alice (apr1)');
+
+$r = $t->http(port => $gw, method => 'DELETE', path => '/basic/replicas/r2',
+              headers => [ Authorization => basic('bob', 'bob-Pass_2') ]);
+deleted($r, $m, 'r2', 2, 'auth_basic, bob ($5$)');
+
+###############################################################################
+# allow/deny, from 127.0.0.1 and from 127.0.0.2
+
+$m = $up{addr};
+
+$r = http_from($t, from => '127.0.0.2', port => $gw, method => 'DELETE',
+               path => '/addr/replicas/r1');
+denied($r, 403, $m, 0, 'deny all, from 127.0.0.2');
+
+$r = http_from($t, from => '127.0.0.1', port => $gw, method => 'DELETE',
+               path => '/addr/replicas/r1');
+deleted($r, $m, 'r1', 1, 'allow 127.0.0.1, from 127.0.0.1');
+
+# satisfy any: the address or the password
+
+$m = $up{any};
+
+$r = http_from($t, from => '127.0.0.1', port => $gw, method => 'DELETE',
+               path => '/any/replicas/r1');
+denied($r, 401, $m, 0, 'satisfy any, address denied, no credentials');
+
+$r = http_from($t, from => '127.0.0.1', port => $gw, method => 'DELETE',
+               path => '/any/replicas/r1',
+               headers => [ Authorization => basic('alice', 'nope') ]);
+denied($r, 401, $m, 0, 'satisfy any, address denied, wrong password');
+
+$r = http_from($t, from => '127.0.0.1', port => $gw, method => 'DELETE',
+               path => '/any/replicas/r1',
+               headers => [ Authorization => basic('alice', 'alice-Pass_1') ]);
+deleted($r, $m, 'r1', 1, 'satisfy any, address denied, right password');
+
+$r = http_from($t, from => '127.0.0.2', port => $gw, method => 'DELETE',
+               path => '/any/replicas/r2');
+deleted($r, $m, 'r2', 2, 'satisfy any, address allowed, no credentials');
+
+# satisfy all: the address and the password
+
+$m = $up{all};
+
+$r = http_from($t, from => '127.0.0.2', port => $gw, method => 'DELETE',
+               path => '/all/replicas/r1',
+               headers => [ Authorization => basic('alice', 'alice-Pass_1') ]);
+denied($r, 403, $m, 0, 'satisfy all, address denied, right password');
+
+$r = http_from($t, from => '127.0.0.1', port => $gw, method => 'DELETE',
+               path => '/all/replicas/r1');
+denied($r, 401, $m, 0, 'satisfy all, address allowed, no credentials');
+
+$r = http_from($t, from => '127.0.0.1', port => $gw, method => 'DELETE',
+               path => '/all/replicas/r1',
+               headers => [ Authorization => basic('alice', 'alice-Pass_1') ]);
+deleted($r, $m, 'r1', 1, 'satisfy all, address allowed, right password');
+
+###############################################################################
+# client certificates
+
+$m = $up{cert};
+
+$r = https($t, port => $tls, method => 'DELETE', path => '/replicas/r1',
+           cacert => $pki->{'ca.crt'});
+is($r->{curl_exit}, 0, 'TLS, no client certificate: an HTTP answer')
+    or diag($r->{error});
+denied($r, 400, $m, 0, 'TLS, no client certificate');
+like($r->{body}, qr/No required SSL certificate/,
+     'TLS, no client certificate: nginx says why');
+
+$r = https($t, port => $tls, method => 'DELETE', path => '/replicas/r1',
+           cacert => $pki->{'ca.crt'}, cert => $pki->{'rogue.crt'},
+           key => $pki->{'rogue.key'});
+denied($r, 400, $m, 0, 'TLS, certificate from another CA');
+like($r->{body}, qr/SSL certificate error/,
+     'TLS, certificate from another CA: nginx says why');
+
+$r = https($t, port => $tls, method => 'DELETE', path => '/replicas/r1',
+           cacert => $pki->{'ca.crt'}, cert => $pki->{'client.crt'},
+           key => $pki->{'client.key'});
+is($r->{curl_exit}, 0, 'TLS, client certificate: curl succeeded')
+    or diag($r->{error});
+deleted($r, $m, 'r1', 1, 'TLS, client certificate');
+
+$r = https($t, port => $tls, method => 'GET', path => '/replicas/r2',
+           cacert => $pki->{'ca.crt'}, cert => $pki->{'client.crt'},
+           key => $pki->{'client.key'});
+$t->answer($r, 405, { code => 'method_not_allowed' },
+           'TLS, client certificate, GET');
+is($m->connections, 1, 'TLS, GET: no new upstream connection');
+
+###############################################################################
+# X-Accel-Redirect from the application to an internal location
+
+$m = $up{xaccel};
+
+$r = $t->http(port => $gw, method => 'POST', path => '/app/replicas/r1',
+              body => '{}');
+is($r->{status}, 403, 'app refuses: its own 403');
+is($r->{body}, '{"error":"not your replica"}', 'app refuses: its own body');
+is($m->connections, 0, 'app refuses: no upstream connection');
+
+$r = $t->http(port => $gw, method => 'POST', path => '/app/replicas/r1',
+              headers => [ 'X-Session' => 'good' ], body => '{}');
+deleted($r, $m, 'r1', 1, 'X-Accel-Redirect (the method became GET)');
+unlike($r->{raw}, qr/app body|X-Accel-Redirect/i,
+       'X-Accel-Redirect: nothing of the app\'s answer reaches the client');
+
+$r = $t->http(port => $gw, method => 'DELETE', path => '/app/replicas/r2',
+              headers => [ 'X-Session' => 'good' ]);
+deleted($r, $m, 'r2', 2, 'X-Accel-Redirect from a DELETE');
+
+$r = $t->http(port => $gw, method => 'GET', path => '/app/replicas/a.b',
+              headers => [ 'X-Session' => 'good' ]);
+$t->answer($r, 400, { code => 'invalid_replica_id' },
+           'X-Accel-Redirect to an invalid id');
+is($m->connections, 2, 'X-Accel-Redirect to an invalid id: no connection');
+
+for my $method (qw(DELETE GET)) {
+    $r = $t->http(port => $gw, method => $method,
+                  path => '/internal/replicas/r3');
+    denied($r, 404, $m, 2, "external $method to the internal location");
+}
+
+###############################################################################
+# a public tavus location: only a client DELETE deletes
+
+$m = $up{public};
+
+for my $method (qw(GET POST PUT)) {
+    $r = $t->http(port => $gw, method => $method,
+                  path => '/public/replicas/r1');
+    $t->answer($r, 405, { code => 'method_not_allowed', error => qr/\S/ },
+               "external $method to a public location");
+    is($r->{headers}{allow}, 'DELETE', "external $method: Allow: DELETE");
+    is($m->connections, 0, "external $method: no upstream connection");
+}
+
+$r = $t->http(port => $gw, method => 'DELETE', path => '/public/replicas/r1');
+deleted($r, $m, 'r1', 1, 'external DELETE to a public location');
+
+###############################################################################
+# who did what: the audit log names the user and the certificate subject
+
+my @audit = json_lines($t, 'audit.log');
+
+my ($alice) = grep { $_->{uri} eq '/basic/replicas/r1'
+                     && $_->{outcome} eq 'deleted' } @audit;
+is($alice->{user} // '', 'alice', 'audit: the basic auth user');
+is($alice->{key} // '', fingerprint($KEY), 'audit: the key fingerprint');
+is($alice->{upstream_status} // '', '200', 'audit: the upstream status');
+
+my ($cert) = grep { $_->{uri} eq '/replicas/r1' && $_->{outcome} eq 'deleted' }
+             @audit;
+like($cert->{cert} // '', qr/CN=alice/, 'audit: the client certificate subject');
+
+my ($xaccel) = grep { $_->{uri} eq '/app/replicas/r1' && $_->{outcome} } @audit;
+is($xaccel->{outcome} // '', 'deleted',
+   'audit: the redirected request is logged with its outcome');
+is($xaccel->{method} // '', 'GET',
+   'audit: the redirected request was a GET when it deleted');
+
+my @leaks = grep { index(join('', values %$_), $KEY) >= 0 } @audit;
+ok(!@leaks, 'audit: no key in the log');
+
+unlike($t->error_log, qr/\Q$KEY\E/, 'no key in the error log');
+
+$t->stop;
+
+done_testing;
