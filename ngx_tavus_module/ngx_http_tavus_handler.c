@@ -21,7 +21,7 @@ static ngx_int_t ngx_http_tavus_local_answer(ngx_http_request_t *r,
 ngx_int_t
 ngx_http_tavus_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                   rc;
+    ngx_int_t                   rc, hard;
     ngx_str_t                   value;
     ngx_http_upstream_t        *u;
     ngx_http_tavus_ctx_t       *ctx;
@@ -46,6 +46,15 @@ ngx_http_tavus_handler(ngx_http_request_t *r)
         return rc;
     }
 
+    /* parsed first, so that $tavus_hard shows it whatever is refused */
+
+    if (ngx_http_complex_value(r, tlcf->hard, &value) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    hard = ngx_http_tavus_parse_hard(value.data, value.len);
+    ctx->hard = (hard == 1);
+
     /*
      * an internal redirect (X-Accel-Redirect makes it a GET) or
      * a subrequest was allowed in by the configuration; a client
@@ -68,18 +77,10 @@ ngx_http_tavus_handler(ngx_http_request_t *r)
 
     ctx->replica_id = value;
 
-    if (ngx_http_complex_value(r, tlcf->hard, &value) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    rc = ngx_http_tavus_parse_hard(value.data, value.len);
-
-    if (rc == NGX_ERROR) {
+    if (hard == NGX_ERROR) {
         return ngx_http_tavus_local_answer(r, ctx,
                                            NGX_HTTP_TAVUS_INVALID_HARD);
     }
-
-    ctx->hard = rc;
 
     if (ctx->hard) {
         if (tlcf->allow_hard == NULL) {
@@ -109,7 +110,7 @@ ngx_http_tavus_handler(ngx_http_request_t *r)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        if (ngx_http_tavus_parse_switch(value.data, value.len)) {
+        if (ngx_http_tavus_parse_dry_run(value.data, value.len)) {
             return ngx_http_tavus_local_answer(r, ctx,
                                                NGX_HTTP_TAVUS_DRY_RUN);
         }

@@ -168,6 +168,7 @@ static ngx_msec_t  ngx_http_tavus_metrics_bounds[] = {
 static ngx_int_t
 ngx_http_tavus_metrics_log_handler(ngx_http_request_t *r)
 {
+    u_char                               buf[NGX_HTTP_TAVUS_METRICS_LABEL_MAX];
     ngx_str_t                            label;
     ngx_uint_t                           i, code;
     ngx_msec_t                           ms;
@@ -195,9 +196,11 @@ ngx_http_tavus_metrics_log_handler(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    if (label.len > NGX_HTTP_TAVUS_METRICS_LABEL_MAX) {
-        label.len = NGX_HTTP_TAVUS_METRICS_LABEL_MAX;
-    }
+    /* the text format wants UTF-8: invalid bytes replaced, a whole cut */
+
+    label.len = ngx_http_tavus_utf8_clean(buf, label.data, label.len,
+                                          NGX_HTTP_TAVUS_METRICS_LABEL_MAX);
+    label.data = buf;
 
     s = ngx_http_tavus_metrics_series(r, mctx, &label);
     if (s == NULL) {
@@ -213,8 +216,10 @@ ngx_http_tavus_metrics_log_handler(ngx_http_request_t *r)
         (void) ngx_atomic_fetch_add(&s->classes[code / 100 - 1], 1);
     }
 
+    /* the time of an answer, not of a failed connect */
+
     if (r->upstream && r->upstream->state
-        && r->upstream->state->response_time != (ngx_msec_t) -1)
+        && r->upstream->state->connect_time != (ngx_msec_t) -1)
     {
         ms = r->upstream->state->response_time;
 

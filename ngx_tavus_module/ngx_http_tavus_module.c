@@ -37,6 +37,8 @@ static char *ngx_http_tavus_api_key(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_tavus_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_tavus_switch(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_tavus_key_check(ngx_conf_t *cf,
     ngx_http_tavus_key_t *key);
 
@@ -96,14 +98,14 @@ static ngx_command_t  ngx_http_tavus_commands[] = {
 
     { ngx_string("tavus_allow_hard_delete"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_set_complex_value_slot,
+      ngx_http_tavus_switch,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_tavus_loc_conf_t, allow_hard),
       NULL },
 
     { ngx_string("tavus_dry_run"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_set_complex_value_slot,
+      ngx_http_tavus_switch,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_tavus_loc_conf_t, dry_run),
       NULL },
@@ -986,6 +988,52 @@ done:
     }
 
     return rv;
+}
+
+
+/*
+ * tavus_allow_hard_delete and tavus_dry_run: "on" or "off" as nginx's
+ * flags are, in any case, or a value with variables judged per request
+ */
+
+static char *
+ngx_http_tavus_switch(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char  *p = conf;
+
+    char                       *rv;
+    ngx_str_t                  *value;
+    ngx_http_complex_value_t  **cv;
+
+    rv = ngx_http_set_complex_value_slot(cf, cmd, conf);
+
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    cv = (ngx_http_complex_value_t **) (p + cmd->offset);
+
+    if ((*cv)->lengths) {
+        return NGX_CONF_OK;
+    }
+
+    value = &(*cv)->value;
+
+    if (value->len == 2 && ngx_strncasecmp(value->data, (u_char *) "on", 2)
+                           == 0)
+    {
+        ngx_str_set(value, "on");
+        return NGX_CONF_OK;
+    }
+
+    if (value->len == 3 && ngx_strncasecmp(value->data, (u_char *) "off", 3)
+                           == 0)
+    {
+        ngx_str_set(value, "off");
+        return NGX_CONF_OK;
+    }
+
+    return "must be \"on\", \"off\" or a value with variables";
 }
 
 

@@ -80,6 +80,26 @@ ngx_http_tavus_parse_switch(u_char *data, size_t len)
 
 
 /*
+ * tavus_dry_run fails safe: only "off", "false", "0" or an empty value
+ * lets a delete through; anything else is a dry run
+ */
+
+ngx_int_t
+ngx_http_tavus_parse_dry_run(u_char *data, size_t len)
+{
+    if (len == 0
+        || (len == 3 && ngx_strncmp(data, "off", 3) == 0)
+        || (len == 5 && ngx_strncmp(data, "false", 5) == 0)
+        || (len == 1 && data[0] == '0'))
+    {
+        return 0;
+    }
+
+    return 1;
+}
+
+
+/*
  * An API key goes into a header line: it must not be empty and must hold
  * no control byte (CR and LF would split the request, NUL truncates it).
  * Spaces and tabs at either end would be stripped by the peer, so they

@@ -24,6 +24,7 @@
 ngx_int_t ngx_http_tavus_valid_replica_id(u_char *data, size_t len);
 ngx_int_t ngx_http_tavus_parse_hard(u_char *data, size_t len);
 ngx_int_t ngx_http_tavus_parse_switch(u_char *data, size_t len);
+ngx_int_t ngx_http_tavus_parse_dry_run(u_char *data, size_t len);
 ngx_int_t ngx_http_tavus_valid_key(u_char *data, size_t len);
 
 

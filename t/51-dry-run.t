@@ -1,0 +1,393 @@
+#!/usr/bin/perl
+
+# tavus_dry_run (issue 9, item 2): every check runs (validation, nginx's
+# own authentication, hard-delete policy, key selection), no upstream
+# call is made, the client gets 200 {"replica_id":...,"deleted":false,
+# "dry_run":true,"hard":...}; $tavus_outcome is dry_run and the metrics
+# count it as its own outcome.  A raw mock upstream counts connections.
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use Test::More;
+use JSON::PP;
+use Digest::SHA qw(sha256_hex);
+use TavusTest;
+use TavusProm;
+
+my $t = TavusTest->new->require_module;
+
+my $gw = $t->port('gw');
+my $gw2 = $t->port('gw2');
+$t->port('closed');
+my $true = JSON::PP::true;
+my $false = JSON::PP::false;
+
+my $m = $t->raw_mock(port => $t->port('up'), script => [ [
+    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    . "Content-Length: 2\r\n\r\n{}"
+] ]);
+
+$t->run(<<'HTTP');
+    tavus_metrics_zone tavus 1m;
+
+    log_format dry 'uri=$uri outcome=$tavus_outcome hard=$tavus_hard '
+                   'id=$tavus_replica_id key=$tavus_api_key_fingerprint '
+                   'status=$status upstream=$upstream_addr';
+
+    map $http_x_tenant $tenant_key {
+        alpha     dry-Alpha_1;
+        tab       "dry\tTab";
+        default   "";
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_gw%%;
+        access_log %%PREFIX%%/dry.access.log dry;
+
+        tavus_pass http://127.0.0.1:%%PORT_up%%;
+        tavus_api_key dry-Static_1;
+        tavus_metrics_label dry;
+
+        location = /metrics {
+            tavus_metrics;
+        }
+
+        location = /auth {
+            internal;
+            if ($http_x_auth = letmein) {
+                return 204;
+            }
+            return 401;
+        }
+
+        location ~ ^/dry/(?<replica>[^/]*)$ {
+            tavus_delete_replica $replica;
+            tavus_dry_run on;
+            tavus_allow_hard_delete $http_x_allow_hard;
+        }
+
+        location ~ ^/tenant/(?<replica>[^/]*)$ {
+            tavus_delete_replica $replica;
+            tavus_dry_run on;
+            tavus_api_key $tenant_key;
+        }
+
+        location ~ ^/authz/(?<replica>[^/]*)$ {
+            auth_request /auth;
+            tavus_delete_replica $replica;
+            tavus_dry_run on;
+        }
+
+        location ~ ^/refused/(?<replica>[^/]*)$ {
+            tavus_delete_replica $replica;
+            tavus_dry_run on;
+            tavus_pass http://127.0.0.1:%%PORT_closed%%;
+        }
+
+        location ~ ^/switch/(?<replica>[^/]*)$ {
+            tavus_delete_replica $replica;
+            tavus_dry_run $arg_dry;
+            tavus_metrics_label switch;
+        }
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_gw2%%;
+        access_log %%PREFIX%%/dry.access.log dry;
+
+        tavus_pass http://127.0.0.1:%%PORT_up%%;
+        tavus_api_key dry-Static_1;
+        tavus_metrics_label inherit;
+        tavus_dry_run on;
+
+        location ~ ^/inherited/(?<replica>[^/]*)$ {
+            tavus_delete_replica $replica;
+        }
+
+        location ~ ^/off/(?<replica>[^/]*)$ {
+            tavus_delete_replica $replica;
+            tavus_dry_run off;
+        }
+    }
+HTTP
+
+my %count;            # label => outcome => hard => n, as sent
+
+sub dry_answer {
+    my ($r, $id, $hard, $name) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    return $t->answer($r, 200, { replica_id => $id, deleted => $false,
+                                 dry_run => $true,
+                                 hard => $hard ? $true : $false }, $name,
+                      keys => [qw(replica_id deleted dry_run hard)]);
+}
+
+sub req {
+    my ($port, $path, %o) = @_;
+    return $t->http(port => $port, method => $o{method} // 'DELETE',
+                    path => $path, headers => $o{headers} // []);
+}
+
+###############################################################################
+# tavus_dry_run on: a dry-run answer, nothing upstream
+
+my $r = req($gw, '/dry/rf3073f2dcc1');
+dry_answer($r, 'rf3073f2dcc1', 0, 'dry run');
+$count{dry}{dry_run}{0}++;
+
+$r = req($gw, '/dry/r2?hard=false');
+dry_answer($r, 'r2', 0, 'dry run, hard=false');
+$count{dry}{dry_run}{0}++;
+
+$r = req($gw, '/dry/r3?hard=true', headers => [ 'X-Allow-Hard' => 'on' ]);
+dry_answer($r, 'r3', 1, 'dry run, hard allowed');
+$count{dry}{dry_run}{1}++;
+
+# the checks all still apply
+
+$r = req($gw, '/dry/bad.id');
+$t->answer($r, 400, { code => 'invalid_replica_id' }, 'dry run: invalid id');
+$count{dry}{invalid_replica_id}{0}++;
+
+$r = req($gw, '/dry/' . ('a' x 129));
+$t->answer($r, 400, { code => 'invalid_replica_id' }, 'dry run: 129 bytes');
+$count{dry}{invalid_replica_id}{0}++;
+
+$r = req($gw, '/dry/r4?hard=maybe');
+$t->answer($r, 400, { code => 'invalid_hard' }, 'dry run: invalid hard');
+$count{dry}{invalid_hard}{0}++;
+
+$r = req($gw, '/dry/r5?hard=true');
+$t->answer($r, 403, { code => 'hard_delete_denied', replica_id => 'r5' },
+           'dry run: hard denied');
+$count{dry}{hard_delete_denied}{1}++;
+
+$r = req($gw, '/dry/r6?hard=true', headers => [ 'X-Allow-Hard' => 'yes' ]);
+$t->answer($r, 403, { code => 'hard_delete_denied' },
+           'dry run: hard denied ("yes" is not "on")');
+$count{dry}{hard_delete_denied}{1}++;
+
+$r = req($gw, '/dry/r7', method => 'GET');
+$t->answer($r, 405, { code => 'method_not_allowed' }, 'dry run: GET');
+is($r->{headers}{allow}, 'DELETE', 'dry run: GET: Allow: DELETE');
+$count{dry}{method_not_allowed}{0}++;
+
+# key selection: a map, a missing key and a key with a control byte
+
+$r = req($gw, '/tenant/r8', headers => [ 'X-Tenant' => 'alpha' ]);
+dry_answer($r, 'r8', 0, 'dry run: tenant key');
+$count{dry}{dry_run}{0}++;
+
+$r = req($gw, '/tenant/r9');
+$t->answer($r, 500, { code => 'gateway_misconfigured' },
+           'dry run: empty key');
+$count{dry}{gateway_misconfigured}{0}++;
+
+$r = req($gw, '/tenant/r10', headers => [ 'X-Tenant' => 'tab' ]);
+$t->answer($r, 500, { code => 'gateway_misconfigured' },
+           'dry run: key with a tab');
+$count{dry}{gateway_misconfigured}{0}++;
+
+# nginx's own authentication first: its answer, the module never runs
+
+$r = req($gw, '/authz/r11');
+is($r->{status}, 401, 'dry run: auth_request denies: 401');
+unlike($r->{body}, qr/dry_run/, 'dry run: auth_request denies: no dry run');
+
+$r = req($gw, '/authz/r12', headers => [ 'X-Auth' => 'letmein' ]);
+dry_answer($r, 'r12', 0, 'dry run: auth_request allows');
+$count{dry}{dry_run}{0}++;
+
+# even with the upstream down: no connection is tried
+
+$r = req($gw, '/refused/r13');
+dry_answer($r, 'r13', 0, 'dry run: upstream down');
+$count{dry}{dry_run}{0}++;
+
+# inherited from the server, and turned off in a location
+
+$r = req($gw2, '/inherited/r14');
+dry_answer($r, 'r14', 0, 'dry run inherited from server{}');
+$count{inherit}{dry_run}{0}++;
+
+is($m->connections, 0, 'dry runs and refusals: no upstream connection');
+is(scalar($m->requests), 0, 'dry runs and refusals: no upstream request');
+unlike($t->error_log, qr/connect\(\) failed|upstream/,
+       'dry runs: nothing about an upstream in the error log');
+
+$r = req($gw2, '/off/r15');
+$t->answer($r, 200, { replica_id => 'r15', deleted => $true },
+           'tavus_dry_run off in a location: a real delete');
+unlike($r->{body}, qr/dry_run/, 'a real delete: no dry_run field');
+$count{inherit}{deleted}{0}++;
+
+is($m->connections, 1, 'tavus_dry_run off: one upstream connection');
+
+###############################################################################
+# tavus_dry_run $arg_dry: per request
+
+my @switch = (
+    [ 'dry=1',     1 ], [ 'dry=on',    1 ], [ 'dry=true',  1 ],
+    [ 'dry=0',     0 ], [ 'dry=off',   0 ], [ 'dry=false', 0 ],
+    [ 'dry=',      0 ], [ '',          0 ],
+);
+
+my @real;
+my $n = 0;
+
+for my $s (@switch) {
+    my ($query, $dry) = @$s;
+    my $id = 'r5' . $n++;
+    my $before = $m->connections;
+
+    $r = req($gw, "/switch/$id" . ($query ne '' ? "?$query" : ''));
+
+    if ($dry) {
+        dry_answer($r, $id, 0, "switch \"$query\": dry run");
+        is($m->connections, $before, "switch \"$query\": no connection");
+        $count{switch}{dry_run}{0}++;
+    } else {
+        $t->answer($r, 200, { replica_id => $id, deleted => $true },
+                   "switch \"$query\": a real delete");
+        unlike($r->{body}, qr/dry_run/, "switch \"$query\": no dry_run");
+        is($m->connections, $before + 1, "switch \"$query\": a connection");
+        push @real, $id;
+        $count{switch}{deleted}{0}++;
+    }
+}
+
+# a dry run with hard=true through the switch
+
+$r = req($gw, '/switch/r60?dry=1&hard=true');
+$t->answer($r, 403, { code => 'hard_delete_denied' },
+           'switch: a dry run is still denied hard');
+$count{switch}{hard_delete_denied}{1}++;
+
+is(join(' ', map { m{^DELETE /v2/replicas/(\S+) } ? $1 : '?' }
+             $m->requests),
+   join(' ', 'r15', @real), 'upstream saw exactly the real deletes');
+
+###############################################################################
+# $tavus_outcome, $tavus_hard, the replica id and the key fingerprint in
+# the access log
+
+my @log = map { { map { split /=/, $_, 2 } split / / } }
+          split /\n/, $t->read_file('dry.access.log');
+
+my %by_uri = map { $_->{uri} => $_ } @log;
+
+sub logged {
+    my ($uri, $field) = @_;
+    return $by_uri{$uri} ? $by_uri{$uri}{$field} : 'no log line';
+}
+
+is(logged('/dry/rf3073f2dcc1', 'outcome'), 'dry_run', 'log: outcome dry_run');
+is(logged('/dry/rf3073f2dcc1', 'id'), 'rf3073f2dcc1', 'log: replica id');
+is(logged('/dry/rf3073f2dcc1', 'upstream'), '-', 'log: no upstream address');
+is(logged('/dry/r3', 'hard'), 'true', 'log: dry run, hard true');
+is(logged('/dry/r3', 'outcome'), 'dry_run', 'log: dry run, hard: outcome');
+is(logged('/dry/r5', 'outcome'), 'hard_delete_denied', 'log: denied');
+is(logged('/tenant/r8', 'key'), substr(sha256_hex('dry-Alpha_1'), 0, 16),
+   'log: the tenant key was selected (its fingerprint)');
+is(logged('/dry/r2', 'key'), substr(sha256_hex('dry-Static_1'), 0, 16),
+   'log: the static key fingerprint');
+is(logged('/authz/r11', 'outcome'), '-', 'log: auth denied, no outcome');
+is(logged('/off/r15', 'outcome'), 'deleted', 'log: tavus_dry_run off: deleted');
+is(logged('/switch/r50', 'outcome'), 'dry_run', 'log: switch on: dry_run');
+is(logged('/switch/r53', 'outcome'), 'deleted', 'log: switch off: deleted');
+
+is(scalar(grep { $_->{outcome} eq 'dry_run' } @log),
+   (sum_of('dry_run')), 'log: as many dry_run lines as dry runs sent');
+
+sub sum_of {
+    my ($outcome) = @_;
+    my $s = 0;
+    for my $l (values %count) {
+        $s += $_ for values %{ $l->{$outcome} // {} };
+    }
+    return $s;
+}
+
+###############################################################################
+# metrics: dry_run is its own outcome, with no upstream class or time
+
+my $scrape = $t->http(port => $gw, path => '/metrics');
+my ($p, @errors) = TavusProm::parse($scrape->{body});
+is(join("\n", @errors), '', 'metrics parse');
+
+my @wrong;
+
+for my $s (grep { $_->{name} eq 'tavus_requests_total' }
+           @{ $p->{samples} }) {
+    my $l = $s->{labels};
+    my $h = $l->{hard} eq 'true' ? 1 : 0;
+    my $want = exists $count{ $l->{label} }
+               && exists $count{ $l->{label} }{ $l->{outcome} }
+               ? $count{ $l->{label} }{ $l->{outcome} }{$h} // 0 : 0;
+    push @wrong, "$l->{label}/$l->{outcome}/$l->{hard}: $s->{text},"
+                 . " want $want" if $s->{value} != $want;
+}
+
+is(join(' ', TavusProm::label_values($p, 'tavus_requests_total', 'label')),
+   join(' ', sort keys %count), 'metrics: the labels used');
+is(join("\n", @wrong), '', 'metrics: every count exact');
+is(TavusProm::value($p, 'tavus_requests_total',
+                    { label => 'dry', outcome => 'dry_run', hard => 'false' }),
+   5, 'metrics: dry dry_run false is 5');
+is(TavusProm::value($p, 'tavus_requests_total',
+                    { label => 'switch', outcome => 'dry_run',
+                      hard => 'false' }), 3,
+   'metrics: switch dry_run false is 3');
+
+for my $label (qw(dry switch inherit)) {
+    my $real = $count{$label}{deleted}{0} // 0;
+    is(join(' ', map { TavusProm::value($p, 'tavus_upstream_responses_total',
+                                        { label => $label, class => $_ })
+                       // 'missing' } qw(1xx 2xx 3xx 4xx 5xx)),
+       "0 $real 0 0 0", "metrics $label: upstream classes only for real"
+                         . ' deletes');
+    is(TavusProm::value($p, 'tavus_upstream_response_seconds_count',
+                        { label => $label }), $real,
+       "metrics $label: response times only for real deletes");
+}
+
+$t->stop;
+
+###############################################################################
+# a static value other than on/off: nginx's own flags refuse it at load;
+# whatever the module does, it must never mean a real delete
+
+for my $value (qw(yes ON)) {
+    my $conf = <<"HTTP";
+    server {
+        listen 127.0.0.1:%%PORT_gw%%;
+
+        location ~ ^/static/(?<replica>[^/]*)\$ {
+            tavus_delete_replica \$replica;
+            tavus_pass http://127.0.0.1:%%PORT_up2%%;
+            tavus_api_key dry-Static_1;
+            tavus_dry_run $value;
+        }
+    }
+HTTP
+
+    my ($ok, $out) = $t->nginx_t($conf);
+
+    if (!$ok) {
+        like($out, qr/tavus_dry_run/, "tavus_dry_run $value: refused at load");
+        next;
+    }
+
+    my $m2 = $t->raw_mock(port => $t->port('up2'), script => [ [
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}" ] ]);
+    $t->run($conf);
+    $r = req($gw, '/static/r70');
+    is($m2->connections, 0,
+       "tavus_dry_run $value: accepted at load, so no real delete")
+        or diag("answer: $r->{status} $r->{body}");
+    $t->stop;
+}
+
+done_testing;
