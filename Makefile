@@ -3,6 +3,7 @@
 #   make build   the dynamic module, build/ngx_http_tavus_module.so
 #   make run     nginx with the module in front of a mock Tavus API
 #   make test    unit tests and the black-box suite (t/*.t, prove)
+#   make deb     the Debian package libnginx-mod-http-tavus
 #
 # Dependencies are installed with apt-get by scripts/deps.sh (root).
 
@@ -24,7 +25,7 @@ UNIT_CFLAGS =	-g -O1 -Wall -Wextra -Werror -Wno-unused-parameter \
 PURE =		ngx_tavus_module/ngx_http_tavus_validate.c \
 		ngx_tavus_module/ngx_http_tavus_json.c
 
-.PHONY: deps build run test unit clean
+.PHONY: deps build run test unit deb clean
 
 deps:
 	@sh scripts/deps.sh
@@ -59,6 +60,10 @@ unit: build $(BUILD)/unit
 # the unit tests run inside the suite too, through t/00-unit.t
 test: build $(BUILD)/unit
 	prove -r t/
+
+# the Debian package: build/deb/libnginx-mod-http-tavus_<version>_<arch>.deb
+deb: deps
+	@bash scripts/build-deb.sh $(BUILD)/deb
 
 clean:
 	rm -rf $(BUILD)

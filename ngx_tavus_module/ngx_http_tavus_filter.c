@@ -23,6 +23,7 @@
 static ngx_int_t ngx_http_tavus_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_tavus_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
+static void ngx_http_tavus_clear_caching(ngx_http_request_t *r);
 static ngx_int_t ngx_http_tavus_add_header(ngx_http_request_t *r,
     char *key, ngx_str_t *value);
 
@@ -97,6 +98,8 @@ ngx_http_tavus_header_filter(ngx_http_request_t *r)
     r->headers_out.content_type_lowcase = NULL;
     ngx_str_null(&r->headers_out.charset);
 
+    ngx_http_tavus_clear_caching(r);
+
     if (ngx_http_tavus_add_header(r, "Cache-Control", &no_store) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -116,6 +119,49 @@ ngx_http_tavus_header_filter(ngx_http_request_t *r)
     }
 
     return ngx_http_next_header_filter(r);
+}
+
+
+/*
+ * Cache-Control and Expires that an application's X-Accel-Redirect
+ * answer left behind must not contradict "no-store"
+ */
+
+static void
+ngx_http_tavus_clear_caching(ngx_http_request_t *r)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if ((h[i].key.len == sizeof("Cache-Control") - 1
+             && ngx_strncasecmp(h[i].key.data, (u_char *) "Cache-Control",
+                                h[i].key.len) == 0)
+            || (h[i].key.len == sizeof("Expires") - 1
+                && ngx_strncasecmp(h[i].key.data, (u_char *) "Expires",
+                                   h[i].key.len) == 0))
+        {
+            h[i].hash = 0;
+        }
+    }
+
+    r->headers_out.expires = NULL;
+    r->headers_out.cache_control.nelts = 0;
 }
 
 

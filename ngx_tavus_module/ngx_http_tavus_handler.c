@@ -156,12 +156,16 @@ ngx_http_tavus_handler(ngx_http_request_t *r)
      * method is POST, LOCK or PATCH, and DELETE is none of them; a delete
      * that may have reached Tavus is re-sent only if the operator says
      * "non_idempotent", so the upstream code is told it is a POST
-     * ($request_method still shows the client's method)
+     * ($request_method still shows the client's method; a HEAD that
+     * an internal redirect brought keeps its header-only answer)
      */
 
-    if (!(tlcf->upstream.next_upstream & NGX_HTTP_UPSTREAM_FT_NON_IDEMPOTENT)
-        && r->method != NGX_HTTP_HEAD)
+    if (!(tlcf->upstream.next_upstream & NGX_HTTP_UPSTREAM_FT_NON_IDEMPOTENT))
     {
+        if (r->method == NGX_HTTP_HEAD) {
+            r->header_only = 1;
+        }
+
         r->method = NGX_HTTP_POST;
     }
 

@@ -5,7 +5,8 @@
 set -eu
 
 packages="nginx nginx-dev libcjson-dev libssl-dev libpcre2-dev zlib1g-dev
-          gcc make perl openssl ca-certificates curl dnsmasq-base"
+          gcc make perl openssl ca-certificates curl dnsmasq-base
+          debhelper dpkg-dev"
 
 missing=""
 for p in $packages; do

@@ -1,0 +1,297 @@
+#!/usr/bin/perl
+
+# The documentation against the source and against nginx:
+#
+#   - every directive of the module is documented in docs/directives.md,
+#     as a `### name` heading or a `Syntax: ... name` line, with Syntax,
+#     Default and Context, and the Context is the one the source allows;
+#     every `### tavus_*` heading there is a directive that exists;
+#   - every variable of the module appears there as `$name`;
+#   - every ```nginx block of README.md and docs/*.md whose first line is
+#     `# complete example` is a whole nginx.conf that passes `nginx -t`.
+#
+# Directives are read from the source: the ngx_string("tavus_...") names
+# inside the ngx_command_t arrays of ngx_tavus_module/*.c (the same
+# pattern in the ngx_http_variable_t arrays names variables, not
+# directives: $tavus_hard is both).  Contexts come from the NGX_HTTP_*_CONF
+# flags of each command.
+#
+# A complete example is tested as written, except for what cannot work on
+# a test machine; these rules, and only these, change its text:
+#
+#   1. the `load_module` line of ngx_http_tavus_module.so loads the module
+#      just built (TAVUS_MODULE, as in the harness); a relative path of
+#      another module is made absolute against nginx's own prefix,
+#      /usr/share/nginx, since the test runs nginx with its own prefix;
+#   2. a file that a directive reads when nginx loads its configuration
+#      is made by the test in its directory and named instead: the
+#      argument of tavus_api_key_file (a valid key), of the *certificate
+#      and *certificate_key directives (a test certificate and its key),
+#      and of auth_basic_user_file; an `include` keeps a file that exists
+#      on the machine (/etc/nginx/mime.types) and gets an empty one
+#      otherwise;
+#   3. any other absolute path under /etc, /var, /run, /srv, /opt, /home
+#      or /tmp (logs, pid) moves into the test's directory, so that
+#      `nginx -t` (which opens the log files and creates the pid file)
+#      writes nothing on the machine; without a `pid` in the example,
+#      -g sets one there;
+#   4. host names that nginx resolves when loading the configuration, and
+#      the test machine cannot (it has no DNS): in upstream{} blocks the
+#      `server` names, and in *_pass URLs a literal host that is not an
+#      upstream{} group, an address or localhost, become 127.0.0.1 (the
+#      port stays); names of upstream{} groups stay, so `tavus_pass
+#      https://tavusapi.com` still names `upstream tavusapi.com`;
+#   5. right after `http {`, the temporary paths go to the test's
+#      directory (nginx would create its compiled-in /var/lib/nginx/...).
+#
+# nginx -t runs with the test's directory as prefix (-p).  A failure
+# names the file and line of the block, and shows nginx's message.
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use Test::More;
+use POSIX ();
+use Cwd ();
+use TavusTest;
+use TavusAuth qw(make_pki);
+
+my $t = TavusTest->new->require_module;
+my $p = $t->prefix;
+my $NGINX = $ENV{TAVUS_NGINX} // '/usr/sbin/nginx';
+my %made;           # the files made for rule 2
+
+###############################################################################
+# directives and variables, from the source
+
+my (%directives, %variables);
+
+for my $file (glob 'ngx_tavus_module/*.c') {
+    my $src = $t->read_file(Cwd::abs_path($file));
+
+    while ($src =~ /\bngx_command_t\s+\w+\[\]\s*=\s*\{(.*?)ngx_null_command/sg)
+    {
+        my $commands = $1;
+        while ($commands =~ /\{\s*ngx_string\("(tavus_\w+)"\),\s*([^,]+),/g) {
+            my ($name, $flags) = ($1, $2);
+            my @ctx;
+            push @ctx, 'http' if $flags =~ /NGX_HTTP_MAIN_CONF/;
+            push @ctx, 'server' if $flags =~ /NGX_HTTP_SRV_CONF/;
+            push @ctx, 'location' if $flags =~ /NGX_HTTP_LOC_CONF/;
+            push @ctx, 'if in server' if $flags =~ /NGX_HTTP_SIF_CONF/;
+            push @ctx, 'if in location' if $flags =~ /NGX_HTTP_LIF_CONF/;
+            push @ctx, 'upstream' if $flags =~ /NGX_HTTP_UPS_CONF/;
+            $directives{$name} = join ', ', @ctx;
+        }
+    }
+
+    while ($src =~ /\bngx_http_variable_t\s+\w+\[\]\s*=\s*\{
+                    (.*?)ngx_http_null_variable/sgx)
+    {
+        my $vars = $1;
+        $variables{$1} = 1 while $vars =~ /ngx_string\("(tavus_\w+)"\)/g;
+    }
+}
+
+cmp_ok(scalar keys %directives, '>=', 20,
+       'directives found in the source: ' . join(' ', sort keys %directives));
+cmp_ok(scalar keys %variables, '>=', 4,
+       'variables found in the source: ' . join(' ', sort keys %variables));
+
+###############################################################################
+# docs/directives.md
+
+my $ref = $t->read_file(Cwd::abs_path('.') . '/docs/directives.md');
+ok(length $ref, 'docs/directives.md exists');
+
+# the text under each `### name` heading, up to the next heading
+
+my %section;
+while ($ref =~ /^###\s+`?(\w+)`?\s*\n(.*?)(?=^#{1,3}\s|\z)/msg) {
+    $section{$1} = $2;
+}
+
+for my $name (sort keys %directives) {
+    my $text = $section{$name};
+
+    if (!defined $text) {
+        # documented on a Syntax line of another heading (a group)
+        my ($line) = $ref =~ /^(Syntax:.*\b\Q$name\E\b.*)$/m;
+        ok(defined $line, "$name is documented") or next;
+        next;
+    }
+
+    pass("$name is documented");
+
+    like($text, qr/^Syntax:.*\b\Q$name\E\b/m, "$name: Syntax");
+    like($text, qr/^Default:/m, "$name: Default");
+
+    my ($ctx) = $text =~ /^Context:\s*(.*?)\s*$/m;
+    $ctx //= '';
+    $ctx =~ s/[`*]//g;
+    $ctx = join ', ', map { s/^\s+|\s+$//gr } split /,/, $ctx;
+    is($ctx, $directives{$name}, "$name: Context is the source's");
+}
+
+for my $name (sort grep { /^tavus_/ } keys %section) {
+    ok($directives{$name}, "the heading $name names a directive");
+}
+
+for my $name (sort keys %variables) {
+    like($ref, qr/`\$\Q$name\E`/, "\$$name is documented");
+}
+
+###############################################################################
+# complete examples
+
+my $pki = make_pki($t);
+mkdir "$p/files" or die "mkdir: $!";
+
+my @docs = ('README.md', sort glob 'docs/*.md');
+ok(-f 'README.md', 'README.md exists');
+
+my $blocks = 0;
+
+for my $doc (@docs) {
+    my @lines = split /\n/, $t->read_file(Cwd::abs_path('.') . "/$doc");
+
+    for (my $i = 0; $i < @lines; $i++) {
+        next unless $lines[$i] =~ /^```nginx\s*$/;
+
+        my $start = $i + 1;
+        my @block;
+        push @block, $lines[$i] while ++$i < @lines && $lines[$i] !~ /^```/;
+
+        next unless @block && $block[0] =~ /^#\s*complete example\s*$/;
+
+        $blocks++;
+        check_block("$doc:$start", join("\n", @block) . "\n");
+    }
+}
+
+cmp_ok($blocks, '>=', 1, "complete examples found: $blocks");
+
+done_testing;
+
+###############################################################################
+
+sub check_block {
+    my ($where, $text) = @_;
+
+    my $conf = adapt($text);
+    my $n = $where =~ s/\W/_/gr;
+    $t->write_file("$n.conf", $conf);
+
+    # nginx -t creates the pid file (empty) to check it can: rule 3 moves
+    # a `pid` of the example, -g sets one where it has none
+    my @pid = $conf =~ /^\s*pid\s/m ? () : ('-g', "pid $p/$n.pid;");
+
+    my $pid = open(my $fh, '-|') // die "fork: $!";
+    if ($pid == 0) {
+        open STDERR, '>&', \*STDOUT;
+        exec $NGINX, '-t', '-q', '-p', "$p/", '-c', "$p/$n.conf",
+             '-e', "$p/$n.error.log", @pid
+            or POSIX::_exit(127);
+    }
+    local $/;
+    my $out = <$fh> // '';
+    close $fh;
+
+    ok($? == 0, "$where: complete example passes nginx -t")
+        or diag("$out\nas tested:\n" . numbered($conf));
+}
+
+sub numbered {
+    my $i = 0;
+    return join '', map { sprintf "%4d  %s\n", ++$i, $_ } split /\n/, $_[0];
+}
+
+sub adapt {
+    my ($text) = @_;
+
+    my $module = $t->module;
+
+    # 1. the module; other modules as nginx's own prefix would find them
+    $text =~ s{^(\s*)load_module\s+\S*ngx_http_tavus_module\.so\s*;}
+              {$1load_module $module;}mg;
+    $text =~ s{^(\s*load_module\s+)(?=[^/\s])}{$1/usr/share/nginx/}mg;
+
+    # upstream{} group names (rule 4 keeps them)
+    my %groups = map { $_ => 1 } $text =~ /\bupstream\s+(\S+)\s*\{/g;
+
+    # 2 and 3. paths, directive by directive
+    $text =~ s{^(\s*)(\w+)([ \t]+)([^;{}\n]*)(;)}{
+        my ($indent, $name, $sp, $args, $end) = ($1, $2, $3, $4, $5);
+        $args =~ s/(\S+)/path_arg($name, $1)/ge;
+        "$indent$name$sp$args$end"
+    }mge;
+
+    # 4. names resolved at load
+    $text =~ s#(\bupstream\s+\S+\s*\{)([^\}]*)\}#
+        my ($head, $body) = ($1, $2);
+        $body =~ s/^(\s*server\s+)([^\s;:]+)/$1 . local_host($2)/mge;
+        "$head$body}"
+    #ge;
+
+    $text =~ s{^(\s*\w+_pass\s+\w+://)([^\s;:/\$]+)}{
+        $1 . ($groups{$2} ? $2 : local_host($2))
+    }mge;
+
+    # 5. temporary paths
+    $text =~ s{^(\s*http\s*\{)}{$1
+    client_body_temp_path $p/client_body_temp;
+    proxy_temp_path $p/proxy_temp;
+    fastcgi_temp_path $p/fastcgi_temp;
+    uwsgi_temp_path $p/uwsgi_temp;
+    scgi_temp_path $p/scgi_temp;
+}m;
+
+    return $text;
+}
+
+sub local_host {
+    my ($host) = @_;
+    return $host if $host eq 'localhost' || $host =~ /^[\d.]+$/
+                    || $host =~ /^\[/ || $host =~ /^unix$/;
+    return '127.0.0.1';
+}
+
+# a path argument of a directive: the file the test makes for it
+
+sub path_arg {
+    my ($directive, $arg) = @_;
+
+    my $reads = $directive =~ /^(?:tavus_api_key_file|\w*certificate(?:_key)?
+                                  |auth_basic_user_file|include)$/x;
+    my $abs = $arg =~ m{^/(?:etc|var|run|srv|opt|home|tmp)/};
+
+    return $arg unless $abs || ($reads && $arg =~ m{^[\w.-]+(?:/[\w.-]+)*$}
+                                && $arg =~ /\./);
+
+    if ($directive eq 'include' && $abs && $arg !~ /[*?]/ && -r $arg) {
+        return $arg;
+    }
+
+    (my $name = $arg) =~ s{^/}{};
+    $name =~ s{[^\w.-]}{_}g;
+    my $path = "$p/files/$name";
+
+    return $path if $made{$path}++;
+
+    if ($directive eq 'tavus_api_key_file') {
+        $t->write_file($path, "docs-Key_0123456789\n");
+    } elsif ($directive =~ /certificate_key$/) {
+        $t->write_file($path, $t->read_file($pki->{'server.key'}));
+    } elsif ($directive =~ /certificate$/) {
+        $t->write_file($path, $t->read_file($pki->{'ca.crt'})
+                              . $t->read_file($pki->{'server.crt'}))
+            if $directive =~ /trusted|client/;
+        $t->write_file($path, $t->read_file($pki->{'server.crt'}))
+            unless $directive =~ /trusted|client/;
+    } elsif ($reads) {
+        $t->write_file($path, '');
+    }
+
+    return $path;
+}
