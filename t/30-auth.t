@@ -112,6 +112,8 @@ $t->run(<<"HTTP");
             }
 
             add_header X-Accel-Redirect /internal/replicas/\$id;
+            add_header Cache-Control "public, max-age=60";
+            add_header Expires "Thu, 01 Jan 2099 00:00:00 GMT";
             return 200 'app body, never seen by the client';
         }
     }
@@ -363,6 +365,12 @@ $r = $t->http(port => $gw, method => 'POST', path => '/app/replicas/r1',
 deleted($r, $m, 'r1', 1, 'X-Accel-Redirect (the method became GET)');
 unlike($r->{raw}, qr/app body|X-Accel-Redirect/i,
        'X-Accel-Redirect: nothing of the app\'s answer reaches the client');
+is(join('|', map { lc($_->[0]) . ': ' . $_->[1] }
+             grep { $_->[0] =~ /^(cache-control|expires)$/i }
+             @{ $r->{header_list} }),
+   'cache-control: no-store',
+   'X-Accel-Redirect: the app\'s Cache-Control and Expires replaced');
+
 
 $r = $t->http(port => $gw, method => 'DELETE', path => '/app/replicas/r2',
               headers => [ 'X-Session' => 'good' ]);
@@ -379,6 +387,16 @@ for my $method (qw(DELETE GET)) {
                   path => '/internal/replicas/r3');
     denied($r, 404, $m, 2, "external $method to the internal location");
 }
+
+$r = $t->http(port => $gw, method => 'HEAD', path => '/app/replicas/r1h',
+              headers => [ 'X-Session' => 'good' ]);
+is($r->{status}, 200, 'X-Accel-Redirect from a HEAD: 200');
+is($r->{body}, '', 'X-Accel-Redirect from a HEAD: no body');
+is($r->{headers}{'cache-control'}, 'no-store',
+   'X-Accel-Redirect from a HEAD: no-store');
+like(($m->requests)[-1] // '', qr{^DELETE /v2/replicas/r1h HTTP/1\.1\r\n},
+     'X-Accel-Redirect from a HEAD: deleted upstream');
+
 
 ###############################################################################
 # a public tavus location: only a client DELETE deletes
