@@ -7,15 +7,23 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#include <openssl/rand.h>
 #include "ngx_http_tavus_module.h"
 
 
+#define NGX_HTTP_TAVUS_REQUEST_ID_LEN  16
+#define NGX_HTTP_TAVUS_RANDOM_SIZE     4096
+
+
+static void ngx_http_tavus_cleanup(void *data);
 static ngx_int_t ngx_http_tavus_eval_key(ngx_http_request_t *r,
     ngx_http_tavus_loc_conf_t *tlcf, ngx_http_tavus_ctx_t *ctx);
 static ngx_int_t ngx_http_tavus_eval_pass(ngx_http_request_t *r,
     ngx_http_tavus_loc_conf_t *tlcf, ngx_http_tavus_ctx_t *ctx);
 static ngx_int_t ngx_http_tavus_local_answer(ngx_http_request_t *r,
     ngx_http_tavus_ctx_t *ctx, ngx_uint_t outcome);
+static ngx_http_variable_value_t *ngx_http_tavus_request_id(
+    ngx_http_request_t *r, ngx_http_tavus_loc_conf_t *tlcf);
 
 
 ngx_int_t
@@ -23,6 +31,7 @@ ngx_http_tavus_handler(ngx_http_request_t *r)
 {
     ngx_int_t                   rc, hard;
     ngx_str_t                   value;
+    ngx_pool_cleanup_t         *cln;
     ngx_http_upstream_t        *u;
     ngx_http_tavus_ctx_t       *ctx;
     ngx_http_tavus_loc_conf_t  *tlcf;
@@ -39,6 +48,14 @@ ngx_http_tavus_handler(ngx_http_request_t *r)
     ctx->content_length = -1;
 
     ngx_http_set_ctx(r, ctx, ngx_http_tavus_module);
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_tavus_cleanup;
+    cln->data = ctx;
 
     rc = ngx_http_discard_request_body(r);
 
@@ -177,6 +194,41 @@ ngx_http_tavus_handler(ngx_http_request_t *r)
 }
 
 
+/*
+ * The context for the variables and the metrics: an operator's error_page
+ * is an internal redirect, which resets every module's context, and the
+ * outcome must still reach the logs.  The pool cleanup keeps it, as the
+ * realip module keeps the original address.  The output filters use the
+ * live context only, so that the operator's page is left alone.
+ */
+
+ngx_http_tavus_ctx_t *
+ngx_http_tavus_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t    *cln;
+    ngx_http_tavus_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_tavus_module);
+
+    if (ctx == NULL && r->internal) {
+        for (cln = r->pool->cleanup; cln; cln = cln->next) {
+            if (cln->handler == ngx_http_tavus_cleanup) {
+                return cln->data;
+            }
+        }
+    }
+
+    return ctx;
+}
+
+
+static void
+ngx_http_tavus_cleanup(void *data)
+{
+    /* only a marker for ngx_http_tavus_get_ctx() */
+}
+
+
 static ngx_int_t
 ngx_http_tavus_eval_key(ngx_http_request_t *r,
     ngx_http_tavus_loc_conf_t *tlcf, ngx_http_tavus_ctx_t *ctx)
@@ -184,6 +236,8 @@ ngx_http_tavus_eval_key(ngx_http_request_t *r,
     ngx_int_t   rc;
     ngx_str_t   key;
     ngx_uint_t  level;
+
+    ctx->key_conf = tlcf->key;
 
     if (tlcf->key->complex == NULL) {
         ctx->key = tlcf->key->value;
@@ -359,7 +413,7 @@ ngx_http_tavus_answer_body(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx,
 
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tavus_module);
 
-    vv = ngx_http_get_indexed_variable(r, tlcf->request_id_index);
+    vv = ngx_http_tavus_request_id(r, tlcf);
     if (vv == NULL || vv->not_found) {
         return NULL;
     }
@@ -388,4 +442,54 @@ ngx_http_tavus_answer_body(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx,
     cl->next = NULL;
 
     return cl;
+}
+
+
+/*
+ * $request_id, as nginx makes it (16 random bytes in hex), but from a
+ * worker's pool of random bytes: OpenSSL 3 spends as much on one call of
+ * RAND_bytes() as on kilobytes, and nginx calls it for every request.
+ * The pool is filled in the worker at its first use, never in the master.
+ */
+
+static ngx_http_variable_value_t *
+ngx_http_tavus_request_id(ngx_http_request_t *r,
+    ngx_http_tavus_loc_conf_t *tlcf)
+{
+    u_char                     *id;
+    ngx_http_variable_value_t  *vv;
+
+    static u_char  random[NGX_HTTP_TAVUS_RANDOM_SIZE];
+    static size_t  used = NGX_HTTP_TAVUS_RANDOM_SIZE;
+
+    vv = &r->variables[tlcf->request_id_index];
+
+    if (vv->valid || vv->not_found) {
+        return vv;
+    }
+
+    if (used + NGX_HTTP_TAVUS_REQUEST_ID_LEN > NGX_HTTP_TAVUS_RANDOM_SIZE) {
+        if (RAND_bytes(random, NGX_HTTP_TAVUS_RANDOM_SIZE) != 1) {
+            return ngx_http_get_indexed_variable(r, tlcf->request_id_index);
+        }
+
+        used = 0;
+    }
+
+    id = ngx_pnalloc(r->pool, 2 * NGX_HTTP_TAVUS_REQUEST_ID_LEN);
+    if (id == NULL) {
+        return NULL;
+    }
+
+    ngx_hex_dump(id, random + used, NGX_HTTP_TAVUS_REQUEST_ID_LEN);
+    ngx_explicit_memzero(random + used, NGX_HTTP_TAVUS_REQUEST_ID_LEN);
+    used += NGX_HTTP_TAVUS_REQUEST_ID_LEN;
+
+    vv->len = 2 * NGX_HTTP_TAVUS_REQUEST_ID_LEN;
+    vv->valid = 1;
+    vv->no_cacheable = 0;
+    vv->not_found = 0;
+    vv->data = id;
+
+    return vv;
 }

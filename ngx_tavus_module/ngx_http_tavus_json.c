@@ -445,12 +445,10 @@ ngx_http_tavus_json_length(ngx_http_tavus_answer_t *a, ngx_str_t *replica_id,
                    "\"request_id\":\"\"}" CRLF);
 
     if (replica_id) {
-        len += ngx_http_tavus_json_escape(NULL, replica_id->data,
-                                          replica_id->len);
+        len += replica_id->len;
     }
 
-    len += ngx_http_tavus_json_escape(NULL, request_id->data,
-                                      request_id->len);
+    len += request_id->len;
 
     len += ngx_http_tavus_json_escape(NULL, a->message.data, a->message.len);
 
@@ -471,7 +469,7 @@ ngx_http_tavus_json_write(u_char *p, ngx_http_tavus_answer_t *a,
         || a->outcome == NGX_HTTP_TAVUS_DRY_RUN)
     {
         p = ngx_http_tavus_literal(p, "{\"replica_id\":\"");
-        p += ngx_http_tavus_json_escape(p, replica_id->data, replica_id->len);
+        p = ngx_cpymem(p, replica_id->data, replica_id->len);
 
         if (a->outcome == NGX_HTTP_TAVUS_DELETED) {
             p = ngx_http_tavus_literal(p, "\",\"deleted\":true,\"hard\":");
@@ -499,8 +497,7 @@ ngx_http_tavus_json_write(u_char *p, ngx_http_tavus_answer_t *a,
 
         if (replica_id && replica_id->len) {
             *p++ = '"';
-            p += ngx_http_tavus_json_escape(p, replica_id->data,
-                                            replica_id->len);
+            p = ngx_cpymem(p, replica_id->data, replica_id->len);
             *p++ = '"';
 
         } else {
@@ -509,7 +506,7 @@ ngx_http_tavus_json_write(u_char *p, ngx_http_tavus_answer_t *a,
     }
 
     p = ngx_http_tavus_literal(p, ",\"request_id\":\"");
-    p += ngx_http_tavus_json_escape(p, request_id->data, request_id->len);
+    p = ngx_cpymem(p, request_id->data, request_id->len);
     p = ngx_http_tavus_literal(p, "\"}\n");
 
     return p;

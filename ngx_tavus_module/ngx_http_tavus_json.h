@@ -59,6 +59,12 @@ ngx_uint_t ngx_http_tavus_contains(u_char *s, size_t len, ngx_str_t *what);
 size_t ngx_http_tavus_utf8_clean(u_char *dst, u_char *src, size_t len,
     size_t max);
 
+/*
+ * The replica id must be a validated one ([A-Za-z0-9_-]) or NULL, and the
+ * request id hex digits: both go into the body as they are.  The message
+ * is escaped.
+ */
+
 size_t ngx_http_tavus_json_length(ngx_http_tavus_answer_t *a,
     ngx_str_t *replica_id, ngx_str_t *request_id);
 u_char *ngx_http_tavus_json_write(u_char *p, ngx_http_tavus_answer_t *a,

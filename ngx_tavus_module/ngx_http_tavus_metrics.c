@@ -178,7 +178,7 @@ ngx_http_tavus_metrics_log_handler(ngx_http_request_t *r)
     ngx_http_tavus_metrics_main_conf_t  *mmcf;
     ngx_http_tavus_metrics_loc_conf_t   *mlcf;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_tavus_module);
+    ctx = ngx_http_tavus_get_ctx(r);
 
     if (ctx == NULL || ctx->answer.outcome >= NGX_HTTP_TAVUS_OUTCOME_NONE) {
         return NGX_OK;

@@ -319,7 +319,7 @@ ngx_http_tavus_replica_id_variable(ngx_http_request_t *r,
 {
     ngx_http_tavus_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_tavus_module);
+    ctx = ngx_http_tavus_get_ctx(r);
 
     if (ctx == NULL || ctx->replica_id.len == 0) {
         v->not_found = 1;
@@ -342,7 +342,7 @@ ngx_http_tavus_hard_variable(ngx_http_request_t *r,
 {
     ngx_http_tavus_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_tavus_module);
+    ctx = ngx_http_tavus_get_ctx(r);
 
     if (ctx == NULL) {
         v->not_found = 1;
@@ -373,7 +373,7 @@ ngx_http_tavus_outcome_variable(ngx_http_request_t *r,
     ngx_str_t             *name;
     ngx_http_tavus_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_tavus_module);
+    ctx = ngx_http_tavus_get_ctx(r);
 
     if (ctx == NULL || ctx->answer.outcome == NGX_HTTP_TAVUS_OUTCOME_NONE) {
         v->not_found = 1;
@@ -396,21 +396,18 @@ static ngx_int_t
 ngx_http_tavus_fingerprint_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
-    u_char                     *p;
-    ngx_http_tavus_ctx_t       *ctx;
-    ngx_http_tavus_loc_conf_t  *tlcf;
+    u_char                *p;
+    ngx_http_tavus_ctx_t  *ctx;
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_tavus_module);
+    ctx = ngx_http_tavus_get_ctx(r);
 
     if (ctx == NULL || ctx->key.len == 0) {
         v->not_found = 1;
         return NGX_OK;
     }
 
-    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tavus_module);
-
-    if (tlcf->key && tlcf->key->complex == NULL) {
-        p = tlcf->key->fingerprint;
+    if (ctx->key_conf->complex == NULL) {
+        p = ctx->key_conf->fingerprint;
 
     } else {
         p = ngx_pnalloc(r->pool, NGX_HTTP_TAVUS_FINGERPRINT_LEN);

@@ -76,6 +76,7 @@ typedef struct {
 
     ngx_str_t                    replica_id;
     ngx_str_t                    key;
+    ngx_http_tavus_key_t        *key_conf;
     ngx_str_t                    host;
     ngx_uint_t                   hard;
 
@@ -99,10 +100,12 @@ typedef struct {
 
     unsigned                     headers_set:1;
     unsigned                     replace_body:1;
+    unsigned                     queued:1;
 } ngx_http_tavus_ctx_t;
 
 
 ngx_int_t ngx_http_tavus_handler(ngx_http_request_t *r);
+ngx_http_tavus_ctx_t *ngx_http_tavus_get_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_http_tavus_send_answer(ngx_http_request_t *r,
     ngx_http_tavus_ctx_t *ctx, ngx_http_tavus_answer_t *a);
 ngx_chain_t *ngx_http_tavus_answer_body(ngx_http_request_t *r,

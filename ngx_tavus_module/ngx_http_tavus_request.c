@@ -119,6 +119,7 @@ ngx_http_tavus_reinit_request(ngx_http_request_t *r)
     ctx->connection_close = 0;
     ctx->headers_set = 0;
     ctx->replace_body = 0;
+    ctx->queued = 0;
 
     r->state = 0;
 

@@ -361,8 +361,15 @@ ngx_http_tavus_process_answer(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx)
                       (size_t) (b->last - b->pos));
 
         u->keepalive = 0;
-        b->pos = b->last;
     }
+
+    /*
+     * one byte of the answer, its last, is left in the buffer: nginx
+     * then hands it to the input filter, which queues the translated
+     * body at once, instead of flushing first and sending the body later
+     */
+
+    b->pos = b->last - 1;
 
     len = ctx->body_last - ctx->body_start;
 
@@ -422,11 +429,10 @@ static void
 ngx_http_tavus_log_upstream(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx,
     ngx_http_tavus_answer_t *a, u_char *body, size_t len)
 {
-    u_char                      fp[NGX_HTTP_TAVUS_FINGERPRINT_LEN];
-    u_char                      buf[NGX_HTTP_TAVUS_MESSAGE_MAX];
-    ngx_int_t                   rc;
-    ngx_str_t                   message;
-    ngx_http_tavus_loc_conf_t  *tlcf;
+    u_char      fp[NGX_HTTP_TAVUS_FINGERPRINT_LEN];
+    u_char      buf[NGX_HTTP_TAVUS_MESSAGE_MAX];
+    ngx_int_t   rc;
+    ngx_str_t   message;
 
     if (a->outcome != NGX_HTTP_TAVUS_UPSTREAM_REJECTED_KEY
         && a->outcome != NGX_HTTP_TAVUS_UPSTREAM_ERROR)
@@ -451,10 +457,8 @@ ngx_http_tavus_log_upstream(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx,
         return;
     }
 
-    tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tavus_module);
-
-    if (tlcf->key->complex == NULL) {
-        ngx_memcpy(fp, tlcf->key->fingerprint, sizeof(fp));
+    if (ctx->key_conf->complex == NULL) {
+        ngx_memcpy(fp, ctx->key_conf->fingerprint, sizeof(fp));
 
     } else if (ngx_http_tavus_fingerprint(fp, ctx->key.data, ctx->key.len)
                != NGX_OK)
@@ -488,18 +492,17 @@ ngx_http_tavus_filter_init(void *data)
 {
     ngx_http_tavus_ctx_t  *ctx = data;
 
-    ngx_http_upstream_t  *u;
-
-    u = ctx->request->upstream;
-
-    u->length = 0;
-    u->out_bufs = ctx->out;
+    ctx->queued = 0;
 
     return NGX_OK;
 }
 
 
-/* the answer was read whole: whatever comes now is surplus */
+/*
+ * The answer was read whole: the first call brings its last byte, left
+ * there by process_answer, and queues the translated body; whatever
+ * comes after is surplus.
+ */
 
 ngx_int_t
 ngx_http_tavus_filter(void *data, ssize_t bytes)
@@ -509,12 +512,19 @@ ngx_http_tavus_filter(void *data, ssize_t bytes)
     ngx_http_upstream_t  *u;
 
     u = ctx->request->upstream;
+    u->length = 0;
+
+    if (!ctx->queued) {
+        ctx->queued = 1;
+        u->out_bufs = ctx->out;
+
+        return NGX_OK;
+    }
 
     ngx_log_error(NGX_LOG_WARN, ctx->request->connection->log, 0,
                   "upstream sent %z bytes after the answer", bytes);
 
     u->keepalive = 0;
-    u->length = 0;
 
     return NGX_OK;
 }

@@ -17,6 +17,26 @@ ngx_http_tavus_valid_replica_id(u_char *data, size_t len)
     u_char  ch;
     size_t  i;
 
+                    /* "-", "0"-"9", "A"-"Z", "_", "a"-"z" */
+
+    static uint32_t  allowed[] = {
+        0x00000000, /* 0000 0000 0000 0000  0000 0000 0000 0000 */
+
+                    /* ?>=< ;:98 7654 3210  /.-, +*)( '&%$ #"!  */
+        0x03ff2000, /* 0000 0011 1111 1111  0010 0000 0000 0000 */
+
+                    /* _^]\ [ZYX WVUT SRQP  ONML KJIH GFED CBA@ */
+        0x87fffffe, /* 1000 0111 1111 1111  1111 1111 1111 1110 */
+
+                    /*  ~}| {zyx wvut srqp  onml kjih gfed cba` */
+        0x07fffffe, /* 0000 0111 1111 1111  1111 1111 1111 1110 */
+
+        0x00000000, /* 0000 0000 0000 0000  0000 0000 0000 0000 */
+        0x00000000, /* 0000 0000 0000 0000  0000 0000 0000 0000 */
+        0x00000000, /* 0000 0000 0000 0000  0000 0000 0000 0000 */
+        0x00000000  /* 0000 0000 0000 0000  0000 0000 0000 0000 */
+    };
+
     if (len == 0 || len > NGX_HTTP_TAVUS_REPLICA_ID_MAX) {
         return NGX_DECLINED;
     }
@@ -24,15 +44,9 @@ ngx_http_tavus_valid_replica_id(u_char *data, size_t len)
     for (i = 0; i < len; i++) {
         ch = data[i];
 
-        if ((ch >= 'a' && ch <= 'z')
-            || (ch >= 'A' && ch <= 'Z')
-            || (ch >= '0' && ch <= '9')
-            || ch == '_' || ch == '-')
-        {
-            continue;
+        if (!(allowed[ch >> 5] & (1U << (ch & 0x1f)))) {
+            return NGX_DECLINED;
         }
-
-        return NGX_DECLINED;
     }
 
     return NGX_OK;
