@@ -38,7 +38,14 @@ package TavusTest;
 #   $t->nginx_t(HTTP_BLOCK)           (passed, output) of nginx -t
 #   $t->http(port =>, method =>, path =>, headers => [..], body =>, raw =>)
 #                                     { status, headers, header_list, body,
-#                                       raw, timed_out }
+#                                       raw, timed_out, json_checked }
+#                                     every application/json body received
+#                                     must be valid JSON, or the test fails
+#                                     (see json_body_error; no_json_check
+#                                     => 1 turns this off for one request)
+#   $t->json_body_error($r)           why a response's JSON body is not
+#                                     valid JSON, '' if it is, undef if the
+#                                     response has no JSON body to check
 #   $t->json($r)                      the body as a JSON object, or a failure
 #   $t->answer($r, STATUS, {FIELDS}, NAME, keys => [..])
 #                                     the checks every module answer passes
@@ -141,6 +148,29 @@ sub _module {
 }
 
 # a free TCP port on 127.0.0.1, chosen now, the same one for the same name
+#
+# Ports are taken outside the kernel's ephemeral range: a port from that
+# range can become the local port of one of nginx's own upstream
+# connections, and a connection to a port nobody listens on (a "refused"
+# upstream) then connects to itself (TCP simultaneous open) and reads its
+# own request back instead of being refused.
+
+my @EPHEMERAL = do {
+    my @r;
+    if (open my $fh, '<', '/proc/sys/net/ipv4/ip_local_port_range') {
+        @r = split ' ', <$fh> // '';
+        close $fh;
+    }
+    @r == 2 ? @r : (32768, 60999);
+};
+
+sub _port_range {
+    my ($lo, $hi) = @EPHEMERAL;
+
+    return (10000, $lo - 1) if $lo - 1 - 10000 >= 1000;
+    return ($hi + 1, 65535) if 65535 - ($hi + 1) >= 1000;
+    return (1025, 65535);
+}
 
 sub port {
     my ($self, $name) = @_;
@@ -148,23 +178,28 @@ sub port {
     $name //= 'default';
     return $self->{ports}{$name} if $self->{ports}{$name};
 
-    for (1 .. 50) {
+    my ($lo, $hi) = _port_range();
+
+    for (1 .. 500) {
+        my $port = $lo + int(rand($hi - $lo + 1));
+
+        next if $self->{used}{$port};
+
         my $s = IO::Socket::INET->new(
             LocalAddr => '127.0.0.1',
-            LocalPort => 0,
+            LocalPort => $port,
             Proto     => 'tcp',
             Listen    => 1,
-        ) or die "cannot bind a free port: $!";
+        ) or next;
 
-        my $port = $s->sockport;
         close $s;
 
-        next if $self->{used}{$port}++;
+        $self->{used}{$port} = 1;
 
         return $self->{ports}{$name} = $port;
     }
 
-    die "no distinct free port found for $name";
+    die "no distinct free port found for $name in $lo-$hi";
 }
 
 sub write_file {
@@ -562,7 +597,69 @@ sub http {
                      . " $port to: " . (split /\r\n/, $req)[0])
         if $timed_out;
 
+    $self->_check_json_body($r) unless $a{no_json_check};
+
     return $r;
+}
+
+# A harness-level assertion: every body the suite receives that says it
+# is application/json must be valid JSON (DESIGN.md: "the body is always
+# valid JSON"), whatever the test itself checks.  A failing test is added
+# when it is not; valid bodies are only counted (reported at the end), so
+# that the number of tests of a file does not depend on it.
+
+my $JSON_CHECKED = 0;
+
+sub _check_json_body {
+    my ($self, $r) = @_;
+
+    local $Test::Builder::Level = $Test::Builder::Level + 2;
+
+    my $error = $self->json_body_error($r);
+    return unless defined $error;
+
+    $r->{json_checked} = 1;
+    $JSON_CHECKED++;
+
+    return if $error eq '';
+
+    my ($line) = split /\r\n/, $r->{request} // '';
+
+    Test::More::ok(0, 'harness: the application/json body of the answer to "'
+                      . _printable($line // '') . '" is valid JSON');
+    Test::More::diag("error: $error");
+    Test::More::diag('body: ' . _printable($r->{body} // ''));
+}
+
+my $ANY_JSON = JSON::PP->new->utf8->allow_nonref(1);
+
+sub json_body_error {
+    my ($self, $r) = @_;
+
+    # no body by definition: no status, HEAD, 1xx, 204, 304
+    return undef unless $r->{status};
+    return undef if $r->{status} < 200 || $r->{status} == 204
+                    || $r->{status} == 304;
+    return undef if ($r->{request} // '') =~ /^HEAD /;
+
+    my $type = $r->{headers}{'content-type'} // '';
+    return undef unless $type =~ m{^\s*application/json\s*(?:;|\z)}i;
+
+    my $body = $r->{body} // '';
+
+    return 'an empty body' if $body =~ /^\s*\z/;
+
+    my $ok = eval { $ANY_JSON->decode($body); 1 };
+    return '' if $ok;
+
+    (my $why = $@ || 'invalid') =~ s/\s+\z//;
+    return $why;
+}
+
+END {
+    Test::More::note("harness: $JSON_CHECKED application/json bodies"
+                     . " checked to be valid JSON")
+        if $JSON_CHECKED;
 }
 
 sub _fail_response {

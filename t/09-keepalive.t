@@ -1,0 +1,274 @@
+#!/usr/bin/perl
+
+# Keepalive to the upstream (issue 3, point 2): with an upstream{} group
+# that has keepalive N, consecutive deletes reuse one connection, whatever
+# the framing (Content-Length, chunked, no body, 1-byte packets) and the
+# status of well-formed answers; no reuse after Connection: close, a
+# framing error, a timeout, stray bytes after the answer, or an HTTP/1.0
+# answer.  Raw mocks count connections and requests; the nginx mock of
+# Tavus logs $connection and $connection_requests.
+
+use strict;
+use warnings;
+
+use lib 't/lib';
+use Test::More;
+use JSON::PP;
+use TavusTest;
+
+my $t = TavusTest->new->require_module;
+
+my $KEY = 'ka-Key_1';
+my $true = JSON::PP::true;
+
+sub reply {
+    my ($status, $body, @headers) = @_;
+
+    my $h = '';
+    while (my ($n, $v) = splice @headers, 0, 2) {
+        $h .= "$n: $v\r\n";
+    }
+
+    return "HTTP/1.1 $status\r\n$h"
+           . (defined $body ? 'Content-Length: ' . length($body) . "\r\n" : '')
+           . "\r\n" . ($body // '');
+}
+
+sub chunked {
+    my ($head, @chunks) = @_;
+    return "$head\r\nTransfer-Encoding: chunked\r\n\r\n"
+           . join('', map { sprintf("%x\r\n%s\r\n", length, $_) } @chunks)
+           . "0\r\n\r\n";
+}
+
+my $JT = 'application/json';
+
+my $ok = reply('200 OK', '{"message":"Replica deleted successfully"}',
+               'Content-Type' => $JT);
+my $ok_chunked = chunked('HTTP/1.1 200 OK', '{"message":',
+                         '"Replica deleted successfully"}');
+my $no_content = "HTTP/1.1 204 No Content\r\n\r\n";
+my $e400 = reply('400 Bad Request', '{"error":"Invalid replica_id"}',
+                 'Content-Type' => $JT);
+my $e404 = chunked('HTTP/1.1 404 Not Found', '{"message":"gone"}');
+my $e429 = reply('429 Too Many Requests', '{"message":"slow"}',
+                 'Retry-After' => 3);
+my $e500 = reply('500 Internal Server Error', '{"error":"oops"}');
+
+# name => [ script, the statuses the client gets, connections, conf ]
+
+my @cases = (
+    [ kept => [ [ $ok ], [ $ok_chunked ], [ $no_content ], [ $e400 ],
+                [ $e404 ], [ $e429 ], [ $e500 ], [ $ok ] ],
+      [ 200, 200, 200, 400, 404, 429, 502, 200 ], 1 ],
+    [ kept_bytewise => [ [ { bytewise => 1 }, $ok ],
+                         [ { bytewise => 1 }, $ok_chunked ],
+                         [ { bytewise => 1 }, $e400 ] ],
+      [ 200, 200, 400 ], 1 ],
+    [ kept_split => [ [ "HTTP/1.1 200 OK\r\nContent-", { sleep => 0.05 },
+                        "Length: 2\r\n\r\n{", { sleep => 0.05 }, '}' ],
+                      [ "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        . "2\r\n{}", { sleep => 0.05 }, "\r\n0\r\n",
+                        { sleep => 0.05 }, "\r\n" ],
+                      [ $ok ] ],
+      [ 200, 200, 200 ], 1 ],
+
+    # closed by the upstream's answer
+
+    [ connection_close => [ [ reply('200 OK', '{}', Connection => 'close') ],
+                            [ $ok ], [ $ok ] ],
+      [ 200, 200, 200 ], 2 ],
+    [ connection_close_upper => [ [ reply('200 OK', '{}',
+                                          Connection => 'Close') ],
+                                  [ $ok ], [ $ok ] ],
+      [ 200, 200, 200 ], 2 ],
+    [ connection_close_chunked => [ [ "HTTP/1.1 404 Not Found\r\n"
+                                      . "Connection: close\r\n"
+                                      . "Transfer-Encoding: chunked\r\n\r\n"
+                                      . "2\r\n{}\r\n0\r\n\r\n" ],
+                                    [ $ok ], [ $ok ] ],
+      [ 404, 200, 200 ], 2 ],
+    [ http10 => [ [ "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}" ],
+                  [ $ok ], [ $ok ] ],
+      [ 200, 200, 200 ], 2 ],
+    [ http10_keep_alive => [ [ "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n"
+                               . "Content-Length: 2\r\n\r\n{}" ],
+                             [ $ok ], [ $ok ] ],
+      [ 200, 200, 200 ], 2 ],
+
+    # framing errors
+
+    [ two_lengths => [ [ "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+                         . "Content-Length: 2\r\n\r\n{}" ], [ $ok ], [ $ok ] ],
+      [ 502, 200, 200 ], 2 ],
+    [ length_and_chunked => [ [ "HTTP/1.1 200 OK\r\nContent-Length: 7\r\n"
+                                . "Transfer-Encoding: chunked\r\n\r\n"
+                                . "2\r\n{}\r\n0\r\n\r\n" ], [ $ok ], [ $ok ] ],
+      [ 502, 200, 200 ], 2 ],
+    [ bad_chunk => [ [ "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                       . "zz\r\n{}\r\n0\r\n\r\n" ], [ $ok ], [ $ok ] ],
+      [ 502, 200, 200 ], 2 ],
+    [ bad_header => [ [ "HTTP/1.1 200 OK\r\nBad Header\r\n"
+                        . "Content-Length: 2\r\n\r\n{}" ], [ $ok ], [ $ok ] ],
+      [ 502, 200, 200 ], 2 ],
+    [ no_length => [ [ "HTTP/1.1 200 OK\r\n\r\n{}" ], [ $ok ], [ $ok ] ],
+      [ 502, 200, 200 ], 2 ],
+    [ garbage => [ [ "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}" ],
+                   [ "no status line\r\n\r\n" ], [ $ok ], [ $ok ] ],
+      [ 200, 502, 200, 200 ], 2 ],
+
+    # a timeout: the late answer must not be read as the next one's
+
+    [ timeout => [ [ { sleep => 0.6 }, $ok ], [ $ok ], [ $ok ] ],
+      [ 504, 200, 200 ], 2 ],
+
+    # stray bytes after the answer
+
+    [ stray => [ [ "$ok!!" ], [ $ok ], [ $ok ] ],
+      [ 200, 200, 200 ], 2 ],
+    [ stray_chunked => [ [ "${ok_chunked}HTTP/1.1 200 OK\r\n\r\n" ],
+                         [ $ok ], [ $ok ] ],
+      [ 200, 200, 200 ], 2 ],
+    [ stray_no_content => [ [ "${no_content}{}" ], [ $ok ], [ $ok ] ],
+      [ 200, 200, 200 ], 2 ],
+
+    # nginx's own limit still applies
+
+    [ keepalive_requests => [ [ $ok ] ], [ 200, 200, 200, 200, 200 ], 2,
+      'keepalive_requests 3;' ],
+);
+
+my (@upstreams, @locations, %mock);
+
+for my $case (@cases) {
+    my ($name, $script, $statuses, $conns, $conf) = @$case;
+
+    $mock{$name} = $t->raw_mock(port => $t->port($name), script => $script);
+
+    $conf //= '';
+
+    push @upstreams, <<"UPSTREAM";
+    upstream $name {
+        server 127.0.0.1:%%PORT_$name%%;
+        keepalive 4;
+        $conf
+    }
+UPSTREAM
+
+    # only the timeout case has a short read timeout: a whole answer must
+    # be read within it, bytewise ones too, on a loaded machine as well
+    my $timeout = $name eq 'timeout' ? 'tavus_read_timeout 250ms;' : '';
+
+    push @locations, <<"LOCATION";
+        location ~ ^/$name/(?<replica>[^/]*)\$ {
+            tavus_delete_replica \$replica;
+            tavus_pass http://$name;
+            $timeout
+        }
+LOCATION
+}
+
+$t->run($t->mock_tavus(name => 'tavus', key => $KEY) . <<"HTTP");
+@upstreams
+
+    upstream tavusapi.com {
+        server 127.0.0.1:%%PORT_tavus%%;
+        keepalive 2;
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_gw%%;
+        tavus_api_key $KEY;
+        tavus_read_timeout 5s;
+
+@locations
+
+        location ~ ^/tavus/(?<replica>[^/]*)\$ {
+            tavus_delete_replica \$replica;
+            tavus_pass http://tavusapi.com;
+        }
+
+        location ~ ^/tavus-wrong-key/(?<replica>[^/]*)\$ {
+            tavus_delete_replica \$replica;
+            tavus_pass http://tavusapi.com;
+            tavus_api_key wrong-Key_2;
+        }
+    }
+HTTP
+
+my $gw = $t->port('gw');
+
+###############################################################################
+# raw mocks: connections and requests counted
+
+for my $case (@cases) {
+    my ($name, $script, $statuses, $conns) = @$case;
+
+    my @got;
+    my @ids;
+
+    for my $n (1 .. @$statuses) {
+        my $id = "r$n";
+        push @ids, $id;
+
+        my $r = $t->http(port => $gw, method => 'DELETE',
+                         path => "/$name/$id");
+        push @got, $r->{status};
+
+        my $j = $t->json($r, "$name $n");
+        is($j->{replica_id}, $id, "$name $n: its own answer")
+            or diag($t->printable($r->{raw}));
+    }
+
+    my $m = $mock{$name};
+    my @req = $m->requests;
+
+    is("@got", "@$statuses", "$name: statuses");
+    is($m->connections, $conns, "$name: $conns upstream connection(s)");
+    is(scalar @req, scalar @$statuses, "$name: every request received");
+
+    my $expect = join '', map {
+        "DELETE /v2/replicas/$_ HTTP/1.1\r\nHost: $name\r\n"
+        . "x-api-key: $KEY\r\n\r\n"
+    } @ids;
+
+    is($t->printable($m->received), $t->printable($expect),
+       "$name: exactly the requests, in order, nothing else sent");
+}
+
+###############################################################################
+# the nginx mock of Tavus: one $connection, $connection_requests 1..N, for
+# deletes, refused ids and a rejected key alike
+
+my @seq = (
+    [ '/tavus/r1',           200, { deleted => $true } ],
+    [ '/tavus/r2',           200, { deleted => $true } ],
+    [ '/tavus/not-hex',      400, { code => 'upstream_client_error' } ],
+    [ '/tavus-wrong-key/r3', 502, { code => 'upstream_rejected_key' } ],
+    [ '/tavus/r4',           200, { deleted => $true } ],
+    [ '/tavus/r5',           200, { deleted => $true } ],
+);
+
+for my $s (@seq) {
+    my ($path, $status, $fields) = @$s;
+    my $r = $t->http(port => $gw, method => 'DELETE', path => $path);
+    $t->answer($r, $status, $fields, "nginx mock $path");
+}
+
+my @log = $t->mock_log('tavus');
+
+is(scalar @log, scalar @seq, 'nginx mock: every request received');
+is(join(' ', map { $_->{status} } @log), '200 200 400 401 200 200',
+   'nginx mock: its answers');
+is(join(' ', map { $_->{reqs} } @log), join(' ', 1 .. @seq),
+   'nginx mock: $connection_requests 1..N');
+is(scalar(keys %{{ map { $_->{conn} => 1 } @log }}), 1,
+   'nginx mock: one $connection');
+is(join(' ', map { $_->{key} } @log), 'ok ok ok bad ok ok',
+   'nginx mock: keys on one connection');
+
+unlike($t->error_log, qr/\Q$KEY\E|wrong-Key_2/, 'no key in the error log');
+
+$t->stop;
+
+done_testing;
