@@ -4,6 +4,7 @@
 #   make run     nginx with the module in front of a mock Tavus API
 #   make test    unit tests and the black-box suite (t/*.t, prove)
 #   make deb     the Debian package libnginx-mod-http-tavus
+#   make bench   the module against proxy_pass, njs, Lua and return
 #
 # Dependencies are installed with apt-get by scripts/deps.sh (root).
 
@@ -25,7 +26,7 @@ UNIT_CFLAGS =	-g -O1 -Wall -Wextra -Werror -Wno-unused-parameter \
 PURE =		ngx_tavus_module/ngx_http_tavus_validate.c \
 		ngx_tavus_module/ngx_http_tavus_json.c
 
-.PHONY: deps build run test unit deb clean
+.PHONY: deps build run test unit deb bench clean
 
 deps:
 	@sh scripts/deps.sh
@@ -64,6 +65,10 @@ test: build $(BUILD)/unit
 # the Debian package: build/deb/libnginx-mod-http-tavus_<version>_<arch>.deb
 deb: deps
 	@bash scripts/build-deb.sh $(BUILD)/deb
+
+# bench/README.md: BENCH_* knobs, what is measured and how
+bench: build
+	@bash bench/run.sh
 
 clean:
 	rm -rf $(BUILD)

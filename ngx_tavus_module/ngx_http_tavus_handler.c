@@ -65,8 +65,19 @@ ngx_http_tavus_handler(ngx_http_request_t *r)
 
     /* parsed first, so that $tavus_hard shows it whatever is refused */
 
-    if (ngx_http_complex_value(r, tlcf->hard, &value) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    if (tlcf->hard) {
+        if (ngx_http_complex_value(r, tlcf->hard, &value) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+    } else if (r->args.len == 0
+               || ngx_http_arg(r, (u_char *) "hard", sizeof("hard") - 1,
+                               &value)
+                  != NGX_OK)
+    {
+        /* the default, $arg_hard, without the script engine */
+
+        ngx_str_null(&value);
     }
 
     hard = ngx_http_tavus_parse_hard(value.data, value.len);

@@ -290,7 +290,6 @@ static ngx_http_variable_t  ngx_http_tavus_vars[] = {
 };
 
 
-static ngx_str_t  ngx_http_tavus_default_hard = ngx_string("$arg_hard");
 static ngx_str_t  ngx_http_tavus_request_id = ngx_string("request_id");
 
 
@@ -535,9 +534,8 @@ ngx_http_tavus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_tavus_loc_conf_t *prev = parent;
     ngx_http_tavus_loc_conf_t *conf = child;
 
-    u_char                            *p;
-    size_t                             len;
-    ngx_http_compile_complex_value_t   ccv;
+    u_char  *p;
+    size_t   len;
 
     ngx_conf_merge_ptr_value(conf->upstream.local,
                               prev->upstream.local, NULL);
@@ -632,22 +630,6 @@ ngx_http_tavus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 #endif
 
-    if (conf->hard == NULL) {
-        conf->hard = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
-        if (conf->hard == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-
-        ccv.cf = cf;
-        ccv.value = &ngx_http_tavus_default_hard;
-        ccv.complex_value = conf->hard;
-
-        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
-            return NGX_CONF_ERROR;
-        }
-    }
 
     conf->request_id_index = ngx_http_get_variable_index(cf,
                                                    &ngx_http_tavus_request_id);

@@ -172,15 +172,25 @@ ngx_http_tavus_process_header_line(ngx_http_request_t *r,
     u_char     *name, *value;
     ngx_str_t   h;
 
-    name = r->header_name_start;
     len = r->header_name_end - r->header_name_start;
+
+    /*
+     * the parser lowercased names of up to NGX_HTTP_LC_HEADER_LEN bytes,
+     * and the headers of interest are all that short
+     */
+
+    if (r->lowcase_index != len) {
+        return NGX_OK;
+    }
+
+    name = r->lowcase_header;
 
     value = r->header_start;
     h.len = r->header_end - r->header_start;
     h.data = value;
 
     if (len == sizeof("Content-Length") - 1
-        && ngx_strncasecmp(name, (u_char *) "Content-Length", len) == 0)
+        && ngx_strncmp(name, "content-length", len) == 0)
     {
         if (ctx->content_length != -1) {
             return ngx_http_tavus_invalid(r, ctx,
@@ -198,7 +208,7 @@ ngx_http_tavus_process_header_line(ngx_http_request_t *r,
     }
 
     if (len == sizeof("Transfer-Encoding") - 1
-        && ngx_strncasecmp(name, (u_char *) "Transfer-Encoding", len) == 0)
+        && ngx_strncmp(name, "transfer-encoding", len) == 0)
     {
         if (ctx->chunked_body
             || h.len != sizeof("chunked") - 1
@@ -214,7 +224,7 @@ ngx_http_tavus_process_header_line(ngx_http_request_t *r,
     }
 
     if (len == sizeof("Connection") - 1
-        && ngx_strncasecmp(name, (u_char *) "Connection", len) == 0)
+        && ngx_strncmp(name, "connection", len) == 0)
     {
         if (ngx_strlcasestrn(value, value + h.len, (u_char *) "close",
                              sizeof("close") - 2)
@@ -227,7 +237,7 @@ ngx_http_tavus_process_header_line(ngx_http_request_t *r,
     }
 
     if (len == sizeof("Retry-After") - 1
-        && ngx_strncasecmp(name, (u_char *) "Retry-After", len) == 0)
+        && ngx_strncmp(name, "retry-after", len) == 0)
     {
         /*
          * passed on to the client only as what it must be, seconds or

@@ -1,12 +1,14 @@
 #!/bin/sh
-# Installs, with apt-get, only the Debian packages that are missing.
-# Quick and silent when everything is present.  Needs root to install.
+# Installs, with apt-get, only the Debian packages that are missing:
+# those the build and the suite need, and any named as arguments (the
+# benchmark's, the sanitizer runs').  Quick and silent when everything
+# is present.  Needs root to install.
 
 set -eu
 
 packages="nginx nginx-dev libcjson-dev libssl-dev libpcre2-dev zlib1g-dev
           gcc make perl openssl ca-certificates curl dnsmasq-base
-          debhelper dpkg-dev"
+          debhelper dpkg-dev $*"
 
 missing=""
 for p in $packages; do

@@ -1,0 +1,895 @@
+#!/usr/bin/perl
+
+# The benchmark of issue 7: ngx_tavus_module against what an operator would
+# write instead, side by side in one run on this machine.
+#
+#   (a) module   ngx_tavus_module                      bench/conf/module.conf
+#   (b) recipe   plain proxy_pass, no translation      bench/conf/recipe.conf
+#   (c) njs      js_content + r.subrequest             bench/conf/njs.conf
+#   (d) lua      content_by_lua + ngx.location.capture bench/conf/lua.conf
+#   (e) return   nginx's return 200, no upstream       bench/conf/return.conf
+#
+# One mock Tavus API (bench/conf/mock.conf, nginx, keepalive) serves them
+# all; each gateway is its own nginx with one worker and an upstream{}
+# group with keepalive to the mock.  Every server listens on 127.0.0.1.
+#
+#  1. checks: each gateway must answer correctly (the translated JSON for
+#     an upstream 200 and 400; the raw answer for the recipe); one that
+#     does not is not timed, and the run fails
+#  2. wrk: warm-up, then interleaved rounds a b c d e a b c d e ...:
+#     requests per second and p99 latency; the worker's RSS after the
+#     warm-up and after the last round
+#  3. callgrind: each gateway alone under valgrind --tool=callgrind
+#     (master_process off), twice on one keepalive connection: the
+#     baseline run sends W = BENCH_CG_WARMUP requests, the measured run
+#     W + N (N = BENCH_REQUESTS); instructions per request =
+#     (Ir(W + N) - Ir(W)) / N.  Startup and shutdown cancel out, and so
+#     does every one-time cost of the first requests (OpenSSL's DRBG set
+#     up by the first $request_id, the first upstream connection, LuaJIT
+#     traces); W = 0 is a plain zero-request baseline
+#  4. the table, ratios to (b), and issue 7's targets for (a)
+#
+# Environment (defaults in brackets):
+#   BENCH_ROUNDS [3]        wrk rounds per gateway
+#   BENCH_DURATION [5]      seconds per wrk round
+#   BENCH_WARMUP [2]        seconds of wrk warm-up per gateway
+#   BENCH_SOAK [0]          extra seconds of load per gateway after the
+#                           rounds, before the final RSS (a longer run)
+#   BENCH_CONNECTIONS [32]  wrk connections
+#   BENCH_THREADS [2]       wrk threads
+#   BENCH_REQUESTS [2000]   requests counted per callgrind run
+#   BENCH_CG_WARMUP [100]   requests in the callgrind baseline run
+#   BENCH_PIN [0]           1 (with 2+ CPUs): gateway workers on CPU 1,
+#                           the mock and wrk on CPU 0
+#   BENCH_ONLY              e.g. "a,b": a subset ((b) is always run)
+#   BENCH_NO_WRK, BENCH_NO_CALLGRIND   1: skip that part
+#   BENCH_KEEP [0]          1: keep the work directory (configs, logs,
+#                           callgrind.out.* for callgrind_annotate)
+#   BENCH_STRICT [0]        1: exit 1 when (a) misses a target
+#   TAVUS_MODULE            the module [build/ngx_http_tavus_module.so]
+#   TAVUS_NGINX             nginx [/usr/sbin/nginx]
+#
+# Exit status: 0 done, 1 a gateway answered wrongly or a step failed
+# (or, with BENCH_STRICT=1, a target missed).
+
+use strict;
+use warnings;
+
+use Cwd ();
+use File::Basename ();
+use File::Temp ();
+use IO::Socket::INET ();
+use IO::Select ();
+use JSON::PP ();
+use POSIX ();
+use Socket qw(IPPROTO_TCP TCP_NODELAY);
+use Time::HiRes qw(time sleep);
+
+$| = 1;
+
+my $BENCH = Cwd::abs_path(File::Basename::dirname(__FILE__));
+my $TOP = File::Basename::dirname($BENCH);
+
+sub knob {
+    my ($name, $default) = @_;
+    my $v = $ENV{$name};
+    return $default if !defined $v || $v eq '';
+    die "bench: $name must be a number, not \"$v\"\n"
+        if $default =~ /^\d+$/ && $v !~ /^\d+$/;
+    return $v;
+}
+
+my $ROUNDS = knob('BENCH_ROUNDS', 3);
+my $DURATION = knob('BENCH_DURATION', 5);
+my $WARMUP = knob('BENCH_WARMUP', 2);
+my $SOAK = knob('BENCH_SOAK', 0);
+my $CONNS = knob('BENCH_CONNECTIONS', 32);
+my $THREADS = knob('BENCH_THREADS', 2);
+my $REQUESTS = knob('BENCH_REQUESTS', 2000);
+my $CG_WARMUP = knob('BENCH_CG_WARMUP', 100);
+my $PIN = knob('BENCH_PIN', 0);
+my $KEEP = knob('BENCH_KEEP', 0);
+my $STRICT = knob('BENCH_STRICT', 0);
+my $NO_WRK = knob('BENCH_NO_WRK', 0);
+my $NO_CG = knob('BENCH_NO_CALLGRIND', 0);
+my $NGINX = knob('TAVUS_NGINX', '/usr/sbin/nginx');
+my $MODULE = knob('TAVUS_MODULE', "$TOP/build/ngx_http_tavus_module.so");
+my $MODDIR = '/usr/lib/nginx/modules';
+
+die "bench: BENCH_ROUNDS, BENCH_DURATION, BENCH_REQUESTS and "
+    . "BENCH_THREADS must be at least 1\n"
+    if !$ROUNDS || !$DURATION || !$REQUESTS || !$THREADS;
+die "bench: BENCH_CONNECTIONS must be at least BENCH_THREADS\n"
+    if $CONNS < $THREADS;
+
+my $OK_ID = 'rf3073f2dcc1';
+my $BAD_ID = 'not-a-replica';
+
+my @GATEWAYS = (
+    { id => 'a', name => 'module', title => 'ngx_tavus_module',
+      kind => 'translated', modules => [ $MODULE ] },
+    { id => 'b', name => 'recipe', title => 'proxy_pass recipe',
+      kind => 'passthrough', modules => [] },
+    { id => 'c', name => 'njs', title => 'njs js_content',
+      kind => 'translated', modules => [ "$MODDIR/ngx_http_js_module.so" ] },
+    { id => 'd', name => 'lua', title => 'Lua content_by_lua',
+      kind => 'translated',
+      modules => [ "$MODDIR/ndk_http_module.so",
+                   "$MODDIR/ngx_http_lua_module.so" ] },
+    { id => 'e', name => 'return', title => 'nginx return (ceiling)',
+      kind => 'ceiling', modules => [] },
+);
+
+if (defined $ENV{BENCH_ONLY} && $ENV{BENCH_ONLY} ne '') {
+    my %want = map { $_ => 1 } split /[\s,]+/, lc $ENV{BENCH_ONLY};
+    $want{b} = 1;
+    @GATEWAYS = grep { $want{$_->{id}} || $want{$_->{name}} } @GATEWAYS;
+}
+
+my ($RECIPE) = grep { $_->{id} eq 'b' } @GATEWAYS;
+
+# ---------------------------------------------------------------------------
+# processes: every one started here is stopped here, by its pid
+
+my $MAIN = $$;
+my %CHILDREN;
+
+sub spawn {
+    my ($name, $out, @cmd) = @_;
+
+    my $pid = fork;
+    die "bench: fork: $!\n" unless defined $pid;
+
+    if ($pid == 0) {
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>>', $out or POSIX::_exit(126);
+        open STDERR, '>&', \*STDOUT or POSIX::_exit(126);
+        exec @cmd or POSIX::_exit(127);
+    }
+
+    $CHILDREN{$pid} = $name;
+    return $pid;
+}
+
+sub reap {
+    my ($pid, $timeout) = @_;
+    my $end = time + $timeout;
+
+    while (time < $end) {
+        my $r = waitpid($pid, POSIX::WNOHANG());
+        if ($r == $pid || $r == -1) {
+            delete $CHILDREN{$pid};
+            return $r == $pid ? $? : 0;
+        }
+        sleep 0.05;
+    }
+
+    return undef;
+}
+
+# nginx stops its workers itself; SIGKILL only if it does not exit
+sub stop {
+    my ($pid, $sig, $timeout) = @_;
+    return unless $pid && $CHILDREN{$pid};
+
+    kill $sig, $pid;
+    my $st = reap($pid, $timeout // 20);
+    return $st if defined $st;
+
+    warn "bench: $CHILDREN{$pid} (pid $pid) did not stop: killed\n";
+    kill 'KILL', $pid;
+    return reap($pid, 5);
+}
+
+sub stop_all {
+    for my $pid (keys %CHILDREN) {
+        stop($pid, 'TERM', 10);
+    }
+}
+
+END {
+    if ($$ == $MAIN) {
+        my $rc = $?;
+        stop_all();
+        $? = $rc;
+    }
+}
+
+$SIG{INT} = $SIG{TERM} = $SIG{HUP} = sub { die "bench: interrupted\n" };
+
+# ---------------------------------------------------------------------------
+# the work directory
+
+my $WORK = File::Temp::tempdir('tavus-bench-XXXXXX', TMPDIR => 1,
+                               CLEANUP => !$KEEP);
+chmod 0700, $WORK;
+
+sub free_port {
+    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
+                                  LocalPort => 0, ReuseAddr => 1)
+        or die "bench: no free port: $!\n";
+    return $s->sockport;
+}
+
+my $KEY = 'bench-' . join '', map { sprintf '%02x', int rand 256 } 1 .. 12;
+my $NCPU = () = do {
+    open my $fh, '<', '/proc/cpuinfo' or die "bench: /proc/cpuinfo: $!\n";
+    grep { /^processor\s*:/ } <$fh>;
+};
+$PIN = 0 if $NCPU < 2;
+
+sub slurp {
+    my ($file) = @_;
+    open my $fh, '<', $file or die "bench: $file: $!\n";
+    local $/;
+    return scalar <$fh>;
+}
+
+sub spew {
+    my ($file, $text) = @_;
+    open my $fh, '>', $file or die "bench: $file: $!\n";
+    print $fh $text;
+    close $fh or die "bench: $file: $!\n";
+}
+
+# nginx.conf for one server: its http{} body from bench/conf/NAME.conf
+sub write_conf {
+    my (%o) = @_;
+
+    my $dir = "$WORK/$o{tag}";
+    mkdir $dir;
+    mkdir "$dir/temp";
+
+    my $body = slurp("$BENCH/conf/$o{name}.conf");
+    my %sub = (PORT => $o{port}, MOCK_PORT => $o{mock_port} // 0,
+               KEY => $KEY, BENCH => $BENCH);
+    $body =~ s/%%(\w+)%%/exists $sub{$1} ? $sub{$1}
+                                         : die "bench: unknown %%$1%%\n"/ge;
+    $body =~ s/^/    /mg;
+
+    my $loads = join '', map { "load_module $_;\n" } @{ $o{modules} };
+    my $single = $o{single} ? "master_process off;\n" : '';
+    my $affinity = $o{cpu} ? "worker_cpu_affinity $o{cpu};\n" : '';
+
+    spew("$dir/nginx.conf", <<"CONF");
+$loads
+${single}daemon off;
+worker_processes 1;
+${affinity}pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    access_log off;
+    keepalive_requests 100000;
+    client_body_temp_path $dir/temp/body;
+    proxy_temp_path $dir/temp/proxy;
+    fastcgi_temp_path $dir/temp/fastcgi;
+    uwsgi_temp_path $dir/temp/uwsgi;
+    scgi_temp_path $dir/temp/scgi;
+
+$body}
+CONF
+
+    return $dir;
+}
+
+sub wait_port {
+    my ($port, $pid, $timeout, $what) = @_;
+    my $end = time + $timeout;
+
+    while (time < $end) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $port, Proto => 'tcp');
+        if ($s) {
+            close $s;
+            return 1;
+        }
+
+        if (waitpid($pid, POSIX::WNOHANG()) == $pid) {
+            delete $CHILDREN{$pid};
+            return 0;
+        }
+
+        sleep 0.05;
+    }
+
+    return 0;
+}
+
+sub error_tail {
+    my ($dir) = @_;
+    my $text = '';
+    for my $f ("$dir/error.log", "$dir/stderr.log") {
+        next unless -s $f;
+        my @l = split /\n/, slurp($f);
+        $text .= join '', map { "    $_\n" } @l[ ($#l > 9 ? $#l - 9 : 0) .. $#l ];
+    }
+    return $text;
+}
+
+sub start_nginx {
+    my (%o) = @_;
+
+    my $dir = write_conf(%o);
+    my @cmd = (@{ $o{wrapper} // [] }, $NGINX, '-p', "$dir/",
+               '-c', "$dir/nginx.conf", '-e', "$dir/error.log");
+    my $pid = spawn("$o{tag} nginx", "$dir/stderr.log", @cmd);
+
+    if (!wait_port($o{port}, $pid, $o{timeout} // 10)) {
+        stop($pid, 'TERM', 10);
+        die "bench: $o{tag} did not start on 127.0.0.1:$o{port}:\n"
+            . error_tail($dir);
+    }
+
+    return ($pid, $dir);
+}
+
+# the worker of a master: the child process of that pid
+sub worker_of {
+    my ($master) = @_;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        open my $fh, '<', $stat or next;
+        my $line = <$fh> // next;
+        my ($pid, $ppid) = $line =~ /^(\d+) \(.*\) \S+ (\d+)/s or next;
+        return $pid if $ppid == $master;
+    }
+    return undef;
+}
+
+sub rss_kib {
+    my ($pid) = @_;
+    open my $fh, '<', "/proc/$pid/status" or return undef;
+    while (<$fh>) {
+        return $1 if /^VmRSS:\s+(\d+)\s+kB/;
+    }
+    return undef;
+}
+
+# ---------------------------------------------------------------------------
+# an HTTP/1.1 client on one keepalive connection
+
+sub connect_to {
+    my ($port) = @_;
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Proto => 'tcp', Timeout => 10)
+        or die "bench: connect 127.0.0.1:$port: $!\n";
+    setsockopt($s, IPPROTO_TCP, TCP_NODELAY, 1);
+    binmode $s;
+    return $s;
+}
+
+sub request {
+    my ($s, $method, $path, @headers) = @_;
+
+    my $req = "$method $path HTTP/1.1\r\nHost: localhost\r\n"
+              . join('', map { "$_\r\n" } @headers) . "\r\n";
+
+    my $off = 0;
+    while ($off < length $req) {
+        my $n = syswrite($s, $req, length($req) - $off, $off);
+        die "bench: write: $!\n" unless defined $n;
+        $off += $n;
+    }
+
+    my $buf = '';
+    my $sel = IO::Select->new($s);
+
+    my $read = sub {
+        die "bench: no answer in 30 s\n" unless $sel->can_read(30);
+        my $n = sysread($s, $buf, 65536, length $buf);
+        die "bench: read: $!\n" unless defined $n;
+        die "bench: connection closed\n" if $n == 0;
+    };
+
+    $read->() while index($buf, "\r\n\r\n") < 0;
+
+    my $end = index($buf, "\r\n\r\n");
+    my ($line, @lines) = split /\r\n/, substr($buf, 0, $end);
+    $buf = substr($buf, $end + 4);
+
+    my ($status) = $line =~ m{^HTTP/1\.[01] (\d{3})}
+        or die "bench: bad status line \"$line\"\n";
+
+    my %h;
+    for (@lines) {
+        my ($k, $v) = /^([^:]+):\s*(.*)$/ or next;
+        $h{lc $k} = $v;
+    }
+
+    my $body;
+
+    if (defined $h{'content-length'}) {
+        $read->() while length $buf < $h{'content-length'};
+        $body = substr($buf, 0, $h{'content-length'});
+
+    } elsif (($h{'transfer-encoding'} // '') =~ /chunked/i) {
+        $body = '';
+        for (;;) {
+            $read->() while $buf !~ /\r\n/;
+            my ($size) = $buf =~ /^([0-9a-fA-F]+)/
+                or die "bench: bad chunk\n";
+            $size = hex $size;
+            my $skip = index($buf, "\r\n") + 2;
+            $read->() while length $buf < $skip + $size + 2;
+            $body .= substr($buf, $skip, $size);
+            $buf = substr($buf, $skip + $size + 2);
+            last if $size == 0;
+        }
+
+    } else {
+        die "bench: an answer with no length\n";
+    }
+
+    return { status => $status, headers => \%h, body => $body };
+}
+
+sub one_request {
+    my ($port, @args) = @_;
+    my $s = connect_to($port);
+    my $r = request($s, @args);
+    close $s;
+    return $r;
+}
+
+# ---------------------------------------------------------------------------
+# 1. correctness
+
+sub check_gateway {
+    my ($g) = @_;
+    my @fail;
+
+    my $json = JSON::PP->new;
+    my $decode = sub {
+        my ($r) = @_;
+        my $j = eval { $json->decode($r->{body}) };
+        return ref $j eq 'HASH' ? $j : undef;
+    };
+    my $is_json = sub {
+        my ($r, $what) = @_;
+        push @fail, "$what: Content-Type is not application/json"
+            unless ($r->{headers}{'content-type'} // '')
+                   =~ m{^application/json\b};
+        push @fail, "$what: no Cache-Control: no-store"
+            unless ($r->{headers}{'cache-control'} // '') eq 'no-store';
+    };
+    my $same = sub {
+        my ($what, $j, %want) = @_;
+        if (!$j) {
+            push @fail, "$what: the body is not a JSON object";
+            return;
+        }
+        my @keys = sort keys %$j;
+        my @want = sort keys %want;
+        push @fail, "$what: keys @keys, not @want" if "@keys" ne "@want";
+        for my $k (@want) {
+            my ($got, $exp) = ($j->{$k}, $want{$k});
+            my $ok = ref $exp eq 'Regexp' ? (defined $got && !ref $got
+                                             && $got =~ $exp)
+                   : JSON::PP::is_bool($exp) ? (JSON::PP::is_bool($got)
+                                                && !!$got == !!$exp)
+                   : (defined $got && !ref $got && $got eq $exp);
+            push @fail, "$what: \"$k\" is "
+                        . (defined $got ? $json->encode([$got]) : 'missing')
+                unless $ok;
+        }
+    };
+
+    my $rid = qr/^[0-9a-f]{32}$/;
+    my $ok = eval {
+        my $r = one_request($g->{port}, 'DELETE', "/replicas/$OK_ID");
+        my $r2 = one_request($g->{port}, 'DELETE', "/replicas/$OK_ID",
+                             'x-api-key: a-client-key',
+                             'Connection: keep-alive');
+        my $what = "DELETE /replicas/$OK_ID";
+
+        push @fail, "$what: status $r->{status}, not 200"
+            if $r->{status} != 200;
+        push @fail, "$what with a client x-api-key: status $r2->{status}, "
+                    . "not 200 (client headers reach the upstream?)"
+            if $r2->{status} != 200;
+
+        if ($g->{kind} eq 'passthrough') {
+            $same->($what, $decode->($r),
+                    message => 'Replica deleted successfully');
+        } else {
+            $is_json->($r, $what);
+            $same->($what, $decode->($r), replica_id => $OK_ID,
+                    deleted => JSON::PP::true, hard => JSON::PP::false,
+                    request_id => $rid);
+        }
+
+        return 1 if $g->{kind} eq 'ceiling';
+
+        $what = "DELETE /replicas/$BAD_ID";
+        $r = one_request($g->{port}, 'DELETE', "/replicas/$BAD_ID");
+        push @fail, "$what: status $r->{status}, not 400"
+            if $r->{status} != 400;
+
+        if ($g->{kind} eq 'passthrough') {
+            $same->($what, $decode->($r), error => 'Invalid replica_id');
+        } else {
+            $is_json->($r, $what);
+            $same->($what, $decode->($r), error => 'Invalid replica_id',
+                    code => 'upstream_client_error', replica_id => $BAD_ID,
+                    request_id => $rid);
+        }
+
+        $r = one_request($g->{port}, 'GET', "/replicas/$OK_ID");
+        push @fail, "GET /replicas/$OK_ID: status $r->{status}, not 403/405"
+            unless $r->{status} == 403 || $r->{status} == 405;
+
+        1;
+    };
+
+    push @fail, "no answer: $@" unless $ok;
+
+    return @fail;
+}
+
+# ---------------------------------------------------------------------------
+# 2. wrk
+
+sub unit_ms {
+    my ($v, $u) = @_;
+    return $v / 1000 if $u eq 'us';
+    return $v if $u eq 'ms';
+    return $v * 1000 if $u eq 's';
+    return $v * 60000 if $u eq 'm';
+    die "bench: unknown wrk unit $u\n";
+}
+
+sub wrk {
+    my ($g, $seconds) = @_;
+
+    my @cmd = ('wrk', "-t$THREADS", "-c$CONNS", "-d${seconds}s",
+               '--latency', '--timeout', '5s',
+               '-s', "$BENCH/wrk-delete.lua",
+               "http://127.0.0.1:$g->{port}/replicas/$OK_ID");
+    unshift @cmd, 'taskset', '-c', '0' if $PIN;
+
+    my $out = "$WORK/wrk.out";
+    unlink $out;
+    my $pid = spawn('wrk', $out, @cmd);
+    my $st = reap($pid, $seconds + 30);
+    if (!defined $st) {
+        stop($pid, 'TERM', 5);
+        die "bench: wrk did not end\n";
+    }
+
+    my $text = slurp($out);
+    die "bench: wrk failed ($st):\n$text" if $st;
+
+    my %r;
+    ($r{rps}) = $text =~ /^Requests\/sec:\s+([\d.]+)/m;
+    my ($v, $u) = $text =~ /^\s+99%\s+([\d.]+)(us|ms|s|m)\s*$/m;
+    $r{p99} = unit_ms($v, $u) if defined $v;
+    ($r{requests}) = $text =~ /^\s+(\d+) requests in/m;
+    ($r{non2xx}) = $text =~ /Non-2xx or 3xx responses:\s+(\d+)/;
+    ($r{errors}) = $text =~ /Socket errors:\s+(.*)$/m;
+    $r{non2xx} //= 0;
+
+    die "bench: cannot read wrk's output:\n$text"
+        unless defined $r{rps} && defined $r{p99};
+
+    return \%r;
+}
+
+# ---------------------------------------------------------------------------
+# 3. callgrind
+
+sub mock_counters {
+    my ($port) = @_;
+    my $r = one_request($port, 'GET', '/status');
+    my ($acc, $hand, $reqs) = $r->{body} =~ /^\s*(\d+)\s+(\d+)\s+(\d+)\s*$/m
+        or die "bench: no stub_status counters from the mock\n";
+    return ($acc, $reqs);
+}
+
+sub callgrind_run {
+    my ($g, $warm, $count, $mock_port) = @_;
+
+    my $port = free_port();
+    my $tag = "cg-$g->{name}-$count";
+    my $out = "$WORK/callgrind.out.$g->{name}.$count";
+
+    my ($pid, $dir) = start_nginx(
+        tag => $tag, name => $g->{name}, port => $port,
+        mock_port => $mock_port, modules => $g->{modules}, single => 1,
+        timeout => 180,
+        wrapper => [ 'valgrind', '--tool=callgrind', '-q',
+                     "--callgrind-out-file=$out" ]);
+
+    my ($s, $acc0, $req0);
+    my $failed = 0;
+
+    $s = connect_to($port) if $warm + $count;
+
+    for my $i (1 .. $warm + $count) {
+        ($acc0, $req0) = mock_counters($mock_port) if $i == $warm + 1;
+        my $r = request($s, 'DELETE', "/replicas/$OK_ID");
+        $failed++ if $r->{status} != 200;
+    }
+
+    close $s if $s;
+    ($acc0, $req0) = mock_counters($mock_port) unless defined $acc0;
+    my ($acc1, $req1) = mock_counters($mock_port);
+
+    # QUIT: a graceful exit, and callgrind writes its file
+    my $st = stop($pid, 'QUIT', 120);
+    die "bench: $tag exited with status $st:\n" . error_tail($dir)
+        if !defined $st || $st;
+
+    my ($ir) = slurp($out) =~ /^(?:summary|totals):\s+(\d+)/m
+        or die "bench: no instruction count in $out\n";
+
+    die "bench: $tag: $failed of " . ($warm + $count) . " requests failed\n"
+        if $failed;
+
+    # each stub_status query is one request and one connection itself
+    return { ir => $ir, upstream_conns => $acc1 - $acc0 - 1,
+             upstream_reqs => $req1 - $req0 - 1, out => $out };
+}
+
+# ---------------------------------------------------------------------------
+# the run
+
+sub say_step { print "bench: @_\n" }
+
+my $t0 = time;
+
+say_step(sprintf 'work directory %s%s; %d CPU%s, %s', $WORK,
+         $KEEP ? ' (kept)' : '', $NCPU, $NCPU == 1 ? '' : 's',
+         $PIN ? 'gateways on CPU 1, mock and wrk on CPU 0'
+              : 'no CPU pinning');
+
+for my $g (@GATEWAYS) {
+    for my $m (@{ $g->{modules} }) {
+        die "bench: $m is missing (make build; make bench installs the packages)\n"
+            unless -f $m;
+    }
+}
+
+for my $tool ('wrk', 'valgrind', 'callgrind_annotate') {
+    next if $tool eq 'wrk' && $NO_WRK;
+    next if $tool ne 'wrk' && $NO_CG;
+    die "bench: $tool is missing (make bench installs it)\n"
+        unless grep { -x "$_/$tool" } split /:/, $ENV{PATH};
+}
+
+my $mock_port = free_port();
+my ($mock_pid, $mock_dir) = start_nginx(
+    tag => 'mock', name => 'mock', port => $mock_port,
+    mock_port => $mock_port, modules => [],
+    cpu => $PIN ? '01' : undef);
+
+say_step("mock Tavus API on 127.0.0.1:$mock_port");
+
+my @bad;
+
+for my $g (@GATEWAYS) {
+    $g->{port} = free_port();
+
+    my @fail;
+    my $started = eval {
+        ($g->{pid}, $g->{dir}) = start_nginx(
+            tag => $g->{name}, name => $g->{name}, port => $g->{port},
+            mock_port => $mock_port, modules => $g->{modules},
+            cpu => $PIN ? '10' : undef);
+        $g->{worker} = worker_of($g->{pid})
+            or die "bench: no worker process for $g->{name}\n";
+        1;
+    };
+
+    @fail = $started ? check_gateway($g) : ("did not start: $@");
+    $g->{ok} = !@fail;
+
+    # the checks log on purpose (the recipe's denied GET): not counted
+    $g->{log_off} = $g->{dir} ? -s "$g->{dir}/error.log" // 0 : 0;
+
+    printf "bench: check (%s) %-24s %s\n", $g->{id}, $g->{title},
+           @fail ? 'WRONG, not timed' : 'ok';
+    print map { "         $_\n" } @fail;
+    push @bad, $g unless $g->{ok};
+}
+
+die "bench: the recipe (b) answers wrongly: no ratios can be given\n"
+    unless $RECIPE->{ok};
+
+my @timed = grep { $_->{ok} } @GATEWAYS;
+
+unless ($NO_WRK) {
+    say_step(sprintf 'wrk: %d threads, %d connections; warm-up %d s, '
+             . '%d interleaved round%s of %d s%s', $THREADS, $CONNS, $WARMUP,
+             $ROUNDS, $ROUNDS == 1 ? '' : 's', $DURATION,
+             $SOAK ? ", then $SOAK s more each" : '');
+
+    for my $g (@timed) {
+        wrk($g, $WARMUP) if $WARMUP;
+        $g->{rss_warm} = rss_kib($g->{worker});
+    }
+
+    for my $round (1 .. $ROUNDS) {
+        for my $g (@timed) {
+            my $r = wrk($g, $DURATION);
+            push @{ $g->{rounds} }, $r;
+            printf "bench: round %d (%s) %-24s %9.0f req/s  p99 %7.2f ms%s\n",
+                   $round, $g->{id}, $g->{title}, $r->{rps}, $r->{p99},
+                   ($r->{non2xx} || ($r->{errors} // '') ne ''
+                    ? "  non-2xx $r->{non2xx}"
+                      . ($r->{errors} ? ", socket errors: $r->{errors}" : '')
+                    : '');
+        }
+    }
+
+    for my $g (@timed) {
+        wrk($g, $SOAK) if $SOAK;
+        $g->{rss_end} = rss_kib($g->{worker});
+        $g->{served} = 0;
+        $g->{served} += $_->{requests} // 0 for @{ $g->{rounds} };
+    }
+}
+
+for my $g (@GATEWAYS) {
+    stop($g->{pid}, 'QUIT', 20);
+    next unless $g->{dir};
+    my $log = -f "$g->{dir}/error.log" ? slurp("$g->{dir}/error.log") : '';
+    $log = substr($log, $g->{log_off} // 0);
+    my $n = () = $log =~ /\[(?:error|crit|alert|emerg)\]/g;
+    $g->{log_errors} = $n;
+}
+
+unless ($NO_CG) {
+    say_step("callgrind: each gateway alone, master_process off, "
+             . "$CG_WARMUP and $CG_WARMUP + $REQUESTS requests on one "
+             . "keepalive connection");
+
+    for my $g (@timed) {
+        my $zero = callgrind_run($g, $CG_WARMUP, 0, $mock_port);
+        my $full = callgrind_run($g, $CG_WARMUP, $REQUESTS, $mock_port);
+
+        $g->{ir} = ($full->{ir} - $zero->{ir}) / $REQUESTS;
+        $g->{up_conns} = $full->{upstream_conns};
+        $g->{up_reqs} = $full->{upstream_reqs};
+        $g->{cg_out} = $full->{out};
+
+        printf "bench: callgrind (%s) %-24s %8.0f instructions/request, "
+               . "upstream: %d requests, %d new connection%s\n",
+               $g->{id}, $g->{title}, $g->{ir}, $g->{up_reqs},
+               $g->{up_conns}, $g->{up_conns} == 1 ? '' : 's';
+    }
+}
+
+stop($mock_pid, 'QUIT', 20);
+
+# ---------------------------------------------------------------------------
+# 4. the table
+
+sub median {
+    my @v = sort { $a <=> $b } @_;
+    return undef unless @v;
+    return @v % 2 ? $v[$#v / 2] : ($v[@v / 2 - 1] + $v[@v / 2]) / 2;
+}
+
+for my $g (@timed) {
+    next unless $g->{rounds};
+    $g->{rps} = median(map { $_->{rps} } @{ $g->{rounds} });
+    $g->{p99} = median(map { $_->{p99} } @{ $g->{rounds} });
+}
+
+sub ratio {
+    my ($g, $k) = @_;
+    return '' unless defined $g->{$k} && $RECIPE->{$k};
+    return sprintf '%.2fx', $g->{$k} / $RECIPE->{$k};
+}
+
+sub num {
+    my ($v, $fmt) = @_;
+    return defined $v ? sprintf($fmt, $v) : '-';
+}
+
+if ($NO_WRK && $NO_CG) {
+    print "\nbench: checks only (BENCH_NO_WRK, BENCH_NO_CALLGRIND): "
+          . (@bad ? "FAILED\n" : "all gateways answer correctly\n");
+    exit(@bad ? 1 : 0);
+}
+
+print "\n";
+printf "%-28s %9s %6s %8s %6s %10s %6s %17s\n", 'gateway (1 worker each)',
+       'req/s', 'x(b)', 'p99 ms', 'x(b)', 'instr/req', 'x(b)',
+       'RSS KiB warm->end';
+
+for my $g (@GATEWAYS) {
+    my $name = "($g->{id}) $g->{title}";
+
+    if (!$g->{ok}) {
+        printf "%-28s %s\n", $name, 'answers wrongly: not timed';
+        next;
+    }
+
+    my $rss = defined $g->{rss_end}
+        ? sprintf('%d->%d (%+d)', $g->{rss_warm}, $g->{rss_end},
+                  $g->{rss_end} - $g->{rss_warm})
+        : '-';
+
+    printf "%-28s %9s %6s %8s %6s %10s %6s %17s\n", $name,
+           num($g->{rps}, '%.0f'), ratio($g, 'rps'),
+           num($g->{p99}, '%.2f'), ratio($g, 'p99'),
+           num($g->{ir}, '%.0f'), ratio($g, 'ir'), $rss;
+}
+
+print "\n";
+printf "req/s, p99: median of %d interleaved wrk round%s of %d s "
+       . "(-t%d -c%d); RSS: the worker's VmRSS\n",
+       $ROUNDS, $ROUNDS == 1 ? '' : 's', $DURATION, $THREADS, $CONNS
+    unless $NO_WRK;
+printf "instr/req: callgrind, (Ir after %d+%d requests - Ir after %d) / %d, "
+       . "the gateway's one process\n",
+       $CG_WARMUP, $REQUESTS, $CG_WARMUP, $REQUESTS
+    unless $NO_CG;
+
+my @failing = grep { my $g = $_;
+                     grep { $_->{non2xx} || $_->{errors} } @{ $g->{rounds} }
+                   } grep { $_->{rounds} } @GATEWAYS;
+printf "wrk saw non-2xx answers or socket errors: %s (see the rounds)\n",
+       join ', ', map { "($_->{id})" } @failing
+    if @failing;
+
+my @errs = grep { $_->{log_errors} } @GATEWAYS;
+printf "error log lines at [error] or worse while timed: %s\n",
+       join ', ', map { "($_->{id}) $_->{log_errors}" } @errs
+    if @errs;
+
+# issue 7, item 3: the targets for (a)
+
+my ($A) = grep { $_->{id} eq 'a' && $_->{ok} } @GATEWAYS;
+my $missed = 0;
+
+if ($A) {
+    print "\ntargets for (a) (issue 7):\n";
+
+    my $target = sub {
+        my ($what, $have, $pass) = @_;
+        $missed++ unless $pass;
+        printf "  %-40s %-26s %s\n", $what, $have, $pass ? 'met' : 'MISSED';
+    };
+
+    if (defined $A->{ir} && $RECIPE->{ir}) {
+        my $r = $A->{ir} / $RECIPE->{ir};
+        $target->('instructions/request <= 0.80x recipe',
+                  sprintf('%.0f = %.2fx', $A->{ir}, $r), $r <= 0.8);
+    }
+
+    if (defined $A->{rps} && $RECIPE->{rps}) {
+        my $r = $A->{rps} / $RECIPE->{rps};
+        $target->('req/s >= 1.00x recipe',
+                  sprintf('%.0f = %.2fx', $A->{rps}, $r), $r >= 1.0);
+
+        $r = $A->{p99} / $RECIPE->{p99};
+        $target->('p99 <= recipe',
+                  sprintf('%.2f ms = %.2fx', $A->{p99}, $r), $r <= 1.0);
+    }
+
+    if (defined $A->{rss_end}) {
+        # flat: grows by no more than 1% (and 256 KiB at most) from the
+        # warm-up to the end, over the requests of all rounds
+        my $d = $A->{rss_end} - $A->{rss_warm};
+        my $flat = $d <= 256 && $d <= $A->{rss_warm} / 100;
+        $target->('worker RSS flat after warm-up',
+                  sprintf('%+d KiB over %d req', $d, $A->{served}), $flat);
+    }
+}
+
+printf "\nbench: done in %.0f s%s\n", time - $t0,
+       $KEEP ? "; callgrind files in $WORK" : '';
+
+if (@bad) {
+    print "bench: FAILED: wrong answers from "
+          . join(', ', map { "($_->{id}) $_->{title}" } @bad) . "\n";
+    exit 1;
+}
+
+exit($STRICT && $missed ? 1 : 0);

@@ -1,0 +1,2 @@
+-- wrk sends DELETE to the URL it is given
+wrk.method = "DELETE"
