@@ -262,6 +262,11 @@ sub local_host {
 sub path_arg {
     my ($directive, $arg) = @_;
 
+    # load_module was set by rule 1: the built module may live anywhere,
+    # /tmp included (CI clones the repository wherever it likes)
+
+    return $arg if $directive eq 'load_module';
+
     my $reads = $directive =~ /^(?:tavus_api_key_file|\w*certificate(?:_key)?
                                   |auth_basic_user_file|include)$/x;
     my $abs = $arg =~ m{^/(?:etc|var|run|srv|opt|home|tmp)/};
