@@ -11,24 +11,11 @@ use lib 't/lib';
 use Test::More;
 use JSON::PP;
 use Encode ();
-use TavusTest;
+use TavusTest qw(reply);
 
 my $t = TavusTest->new->require_module;
 
 my $KEY = 'ups-Key_1';
-
-sub reply {
-    my ($status, $body, @headers) = @_;
-
-    my $h = '';
-    while (my ($n, $v) = splice @headers, 0, 2) {
-        $h .= "$n: $v\r\n";
-    }
-
-    return "HTTP/1.1 $status\r\n$h"
-           . (defined $body ? 'Content-Length: ' . length($body) . "\r\n" : '')
-           . "\r\n" . ($body // '');
-}
 
 my $json = 'Content-Type';
 my $long = 'x' x 2000;

@@ -15,26 +15,13 @@ use lib 't/lib';
 use Test::More;
 use JSON::PP;
 use Time::HiRes ();
-use TavusTest;
+use TavusTest qw(reply);
 
 my $t = TavusTest->new->require_module;
 
 my $KEY = 'retry-Key_1';
 my $true = JSON::PP::true;
 my $false = JSON::PP::false;
-
-sub reply {
-    my ($status, $body, @headers) = @_;
-
-    my $h = '';
-    while (my ($n, $v) = splice @headers, 0, 2) {
-        $h .= "$n: $v\r\n";
-    }
-
-    return "HTTP/1.1 $status\r\n$h"
-           . (defined $body ? 'Content-Length: ' . length($body) . "\r\n" : '')
-           . "\r\n" . ($body // '');
-}
 
 my $CT = 'Content-Type';
 my $JT = 'application/json';

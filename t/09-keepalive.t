@@ -14,25 +14,12 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use JSON::PP;
-use TavusTest;
+use TavusTest qw(reply);
 
 my $t = TavusTest->new->require_module;
 
 my $KEY = 'ka-Key_1';
 my $true = JSON::PP::true;
-
-sub reply {
-    my ($status, $body, @headers) = @_;
-
-    my $h = '';
-    while (my ($n, $v) = splice @headers, 0, 2) {
-        $h .= "$n: $v\r\n";
-    }
-
-    return "HTTP/1.1 $status\r\n$h"
-           . (defined $body ? 'Content-Length: ' . length($body) . "\r\n" : '')
-           . "\r\n" . ($body // '');
-}
 
 sub chunked {
     my ($head, @chunks) = @_;

@@ -16,24 +16,11 @@ use Test::More;
 use Test2::API qw(intercept);
 use JSON::PP;
 use Time::HiRes ();
-use TavusTest;
+use TavusTest qw(reply);
 
 my $t = TavusTest->new->require_module;
 
 my $KEY = 'ep-Key_1';
-
-sub reply {
-    my ($status, $body, @headers) = @_;
-
-    my $h = '';
-    while (my ($n, $v) = splice @headers, 0, 2) {
-        $h .= "$n: $v\r\n";
-    }
-
-    return "HTTP/1.1 $status\r\n$h"
-           . (defined $body ? 'Content-Length: ' . length($body) . "\r\n" : '')
-           . "\r\n" . ($body // '');
-}
 
 my %answer = (
     a404 => reply('404 Not Found', '{"message":"no such replica"}'),

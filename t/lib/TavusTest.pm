@@ -70,6 +70,9 @@ package TavusTest;
 use strict;
 use warnings;
 
+use Exporter 'import';
+our @EXPORT_OK = qw(reply);
+
 use Test::More ();
 use File::Temp ();
 use File::Spec ();
@@ -862,6 +865,22 @@ sub mock_log {
     }
 
     return @entries;
+}
+
+# an upstream answer for raw mocks: reply('404 Not Found', $body,
+# Name => value, ...); with a body, its Content-Length is added
+
+sub reply {
+    my ($status, $body, @headers) = @_;
+
+    my $h = '';
+    while (my ($n, $v) = splice @headers, 0, 2) {
+        $h .= "$n: $v\r\n";
+    }
+
+    return "HTTP/1.1 $status\r\n$h"
+           . (defined $body ? 'Content-Length: ' . length($body) . "\r\n" : '')
+           . "\r\n" . ($body // '');
 }
 
 package TavusTest::RawMock;
