@@ -5,6 +5,11 @@
 #   make test    unit tests and the black-box suite (t/*.t, prove)
 #   make deb     the Debian package libnginx-mod-http-tavus
 #   make bench   the module against proxy_pass, njs, Lua and return
+#   make test-valgrind, make test-asan
+#                the suite with nginx under valgrind, or with the module
+#                built with AddressSanitizer and UBSan
+#   make fuzz    the libFuzzer harnesses, FUZZ_SECONDS (60) each
+#   make soak    load with reloads: statuses, errors, worker RSS
 #
 # Dependencies are installed with apt-get by scripts/deps.sh (root).
 
@@ -26,7 +31,8 @@ UNIT_CFLAGS =	-g -O1 -Wall -Wextra -Werror -Wno-unused-parameter \
 PURE =		ngx_tavus_module/ngx_http_tavus_validate.c \
 		ngx_tavus_module/ngx_http_tavus_json.c
 
-.PHONY: deps build run test unit deb bench clean
+.PHONY: deps build run test unit deb bench test-valgrind test-asan fuzz soak \
+	clean
 
 deps:
 	@sh scripts/deps.sh
@@ -65,6 +71,24 @@ test: build $(BUILD)/unit
 # the Debian package: build/deb/libnginx-mod-http-tavus_<version>_<arch>.deb
 deb: deps
 	@bash scripts/build-deb.sh $(BUILD)/deb
+
+# the sanitizer runs' own packages
+CHECK_DEPS =	clang libclang-rt-14-dev valgrind llvm
+
+test-valgrind: build $(BUILD)/unit
+	@sh scripts/deps.sh $(CHECK_DEPS)
+	bash scripts/test-valgrind.sh
+
+test-asan: build $(BUILD)/unit
+	@sh scripts/deps.sh $(CHECK_DEPS)
+	bash scripts/test-asan.sh
+
+fuzz: deps
+	@sh scripts/deps.sh $(CHECK_DEPS)
+	bash fuzz/run.sh
+
+soak: build
+	perl scripts/soak.pl
 
 # bench/README.md: BENCH_* knobs, what is measured and how
 bench: build

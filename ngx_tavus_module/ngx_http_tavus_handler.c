@@ -281,7 +281,8 @@ ngx_http_tavus_eval_key(ngx_http_request_t *r,
     if (ngx_http_tavus_valid_key(key.data, key.len) != NGX_OK) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "\"tavus_api_key\" evaluated to a key with a control "
-                      "character or a space at either end");
+                      "character, a byte above ASCII or a space at either "
+                      "end");
         return NGX_ERROR;
     }
 

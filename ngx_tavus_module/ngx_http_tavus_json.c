@@ -271,6 +271,10 @@ ngx_http_tavus_utf8_clean(u_char *dst, u_char *src, size_t len, size_t max)
 
     static u_char  replacement[] = { 0xef, 0xbf, 0xbd };
 
+    if (len == 0) {
+        return 0;
+    }
+
     p = dst;
     last = src + len;
 

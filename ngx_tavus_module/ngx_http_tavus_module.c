@@ -1029,8 +1029,9 @@ ngx_http_tavus_key_check(ngx_conf_t *cf, ngx_http_tavus_key_t *key)
 
     if (ngx_http_tavus_valid_key(key->value.data, key->value.len) != NGX_OK) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%s\" gives a key with a control character "
-                           "or a space at either end", key->directive);
+                           "\"%s\" gives a key with a control character, "
+                           "a byte above ASCII or a space at either end",
+                           key->directive);
         return NGX_CONF_ERROR;
     }
 

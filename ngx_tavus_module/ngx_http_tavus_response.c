@@ -130,6 +130,11 @@ ngx_http_tavus_process_header(ngx_http_request_t *r)
 
             if (rc == NGX_OK) {
 
+                if (ctx->chunked.size > b->end - ctx->body_last) {
+                    return ngx_http_tavus_invalid(r, ctx,
+                                  "an answer larger than tavus_buffer_size");
+                }
+
                 /* chunk data: gathered at the end of the body so far */
 
                 size = ngx_min((off_t) (b->last - b->pos), ctx->chunked.size);

@@ -116,8 +116,9 @@ ngx_http_tavus_parse_dry_run(u_char *data, size_t len)
 /*
  * An API key goes into a header line: it must not be empty and must hold
  * no control byte (CR and LF would split the request, NUL truncates it).
- * Spaces and tabs at either end would be stripped by the peer, so they
- * are refused too.
+ * Spaces at either end would be stripped by the peer, so they are refused
+ * too, and so are bytes above ASCII: no API key has them, and they would
+ * let the UTF-8 repair of upstream messages rebuild a key.
  */
 
 ngx_int_t
@@ -134,7 +135,7 @@ ngx_http_tavus_valid_key(u_char *data, size_t len)
     }
 
     for (i = 0; i < len; i++) {
-        if (data[i] < 0x20 || data[i] == 0x7f) {
+        if (data[i] < 0x20 || data[i] >= 0x7f) {
             return NGX_DECLINED;
         }
     }

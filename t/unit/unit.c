@@ -106,6 +106,8 @@ test_key(void)
     ok(ngx_http_tavus_valid_key(S("ab\tc")) == NGX_DECLINED, "key: tab");
     ok(ngx_http_tavus_valid_key(S("ab\0c")) == NGX_DECLINED, "key: NUL");
     ok(ngx_http_tavus_valid_key(S("ab\x7f")) == NGX_DECLINED, "key: DEL");
+    ok(ngx_http_tavus_valid_key(S("ab\xef\xbf\xbd")) == NGX_DECLINED,
+       "key: non-ASCII");
     ok(ngx_http_tavus_valid_key(S(" ab")) == NGX_DECLINED,
        "key: leading space");
     ok(ngx_http_tavus_valid_key(S("ab ")) == NGX_DECLINED,
@@ -149,6 +151,8 @@ test_utf8(void)
     ok(clean_is(S("abc\xe2\x82\xac"), 6, "abc\xe2\x82\xac"),
        "utf8: cut after a whole character");
     ok(clean_is(S("ab\xff"), 4, "ab"), "utf8: replacement over the limit");
+    ok(ngx_http_tavus_utf8_clean(NULL, NULL, 0, 512) == 0,
+       "utf8: nothing from nothing, NULL included");
 }
 
 
