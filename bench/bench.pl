@@ -39,7 +39,7 @@
 #   BENCH_THREADS [2]       wrk threads
 #   BENCH_REQUESTS [2000]   requests counted per callgrind run
 #   BENCH_CG_WARMUP [100]   requests in the callgrind baseline run
-#   BENCH_PIN [0]           1 (with 2+ CPUs): gateway workers on CPU 1,
+#   BENCH_PIN [1]           1 (with 2+ CPUs): gateway workers on CPU 1,
 #                           the mock and wrk on CPU 0
 #   BENCH_ONLY              e.g. "a,b": a subset ((b) is always run)
 #   BENCH_NO_WRK, BENCH_NO_CALLGRIND   1: skip that part
@@ -87,7 +87,7 @@ my $CONNS = knob('BENCH_CONNECTIONS', 32);
 my $THREADS = knob('BENCH_THREADS', 2);
 my $REQUESTS = knob('BENCH_REQUESTS', 2000);
 my $CG_WARMUP = knob('BENCH_CG_WARMUP', 100);
-my $PIN = knob('BENCH_PIN', 0);
+my $PIN = knob('BENCH_PIN', 1);
 my $KEEP = knob('BENCH_KEEP', 0);
 my $STRICT = knob('BENCH_STRICT', 0);
 my $NO_WRK = knob('BENCH_NO_WRK', 0);
