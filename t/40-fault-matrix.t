@@ -28,7 +28,7 @@ use IO::Socket::INET ();
 use IO::Select ();
 use POSIX ();
 use Time::HiRes ();
-use TavusTest;
+use TavusTest qw(reply);
 
 my $t = TavusTest->new->require_module;
 
@@ -39,19 +39,6 @@ my $true = JSON::PP::true;
 # the harness's timeout scales waits here too (valgrind)
 my $SLOW = ($ENV{TAVUS_TIMEOUT} // 5) / 5;
 $SLOW = 1 if $SLOW < 1;
-
-sub reply {
-    my ($status, $body, @headers) = @_;
-
-    my $h = '';
-    while (my ($n, $v) = splice @headers, 0, 2) {
-        $h .= "$n: $v\r\n";
-    }
-
-    return "HTTP/1.1 $status\r\n$h"
-           . (defined $body ? 'Content-Length: ' . length($body) . "\r\n" : '')
-           . "\r\n" . ($body // '');
-}
 
 # an answer of exactly $total bytes: the X-Pad header takes up the rest
 
