@@ -905,6 +905,12 @@ ngx_http_tavus_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         goto done;
     }
 
+    if (ngx_file_access(&fi) & 0044) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "key file \"%s\" is readable by group or others: "
+                           "it should be mode 0600 or 0400", name.data);
+    }
+
     if (ngx_file_size(&fi) > NGX_HTTP_TAVUS_KEY_FILE_MAX) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "key file \"%s\" is larger than %d bytes",
