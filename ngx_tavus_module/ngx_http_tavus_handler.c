@@ -38,6 +38,13 @@ ngx_http_tavus_handler(ngx_http_request_t *r)
 
     tlcf = ngx_http_get_module_loc_conf(r, ngx_http_tavus_module);
 
+    if (tlcf->replica_id == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "tavus handler in a location without "
+                      "\"tavus_delete_replica\"");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_tavus_ctx_t));
     if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;

@@ -534,8 +534,26 @@ ngx_http_tavus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_tavus_loc_conf_t *prev = parent;
     ngx_http_tavus_loc_conf_t *conf = child;
 
-    u_char  *p;
-    size_t   len;
+    u_char                    *p;
+    size_t                     len;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    /*
+     * "if" and "limit_except" blocks are locations of their own: an "if"
+     * keeps the content handler of its location, so it must keep all
+     * that the handler needs; a "limit_except" gets the handler back,
+     * as the proxy module does
+     */
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (conf->replica_id == NULL && clcf->noname) {
+        conf->replica_id = prev->replica_id;
+    }
+
+    if (clcf->lmt_excpt && clcf->handler == NULL && conf->replica_id) {
+        clcf->handler = ngx_http_tavus_handler;
+    }
 
     ngx_conf_merge_ptr_value(conf->upstream.local,
                               prev->upstream.local, NULL);
