@@ -400,8 +400,10 @@ check('overridden: hard=true denied', port => $gw2,
 # a static value other than on or off is refused at load: a typo must not
 # allow (or silently deny) irrevocable deletes
 
-for my $value ('true', '1', 'yes', '0', 'false', '""', 'onn') {
-    my ($ok, $out) = $t->nginx_t(<<"HTTP");
+sub allow_conf {
+    my ($value) = @_;
+
+    return <<"HTTP";
     server {
         listen 127.0.0.1:%%PORT_gw%%;
         location ~ ^/r/(?<replica>[^/]*)\$ {
@@ -412,6 +414,10 @@ for my $value ('true', '1', 'yes', '0', 'false', '""', 'onn') {
         }
     }
 HTTP
+}
+
+for my $value ('true', '1', 'yes', '0', 'false', '""', 'onn') {
+    my ($ok, $out) = $t->nginx_t(allow_conf($value));
 
     ok(!$ok, "nginx -t: tavus_allow_hard_delete $value refused");
     like($out, qr/"tavus_allow_hard_delete" directive must be "on", "off"/,
@@ -419,17 +425,7 @@ HTTP
 }
 
 for my $value ('on', 'OFF', '$http_x_allow', '"${http_x_allow}x"') {
-    my ($ok, $out) = $t->nginx_t(<<"HTTP");
-    server {
-        listen 127.0.0.1:%%PORT_gw%%;
-        location ~ ^/r/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass http://127.0.0.1:%%PORT_up%%;
-            tavus_api_key $KEY;
-            tavus_allow_hard_delete $value;
-        }
-    }
-HTTP
+    my ($ok, $out) = $t->nginx_t(allow_conf($value));
 
     ok($ok, "nginx -t: tavus_allow_hard_delete $value accepted") or diag($out);
 }

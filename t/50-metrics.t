@@ -500,14 +500,13 @@ unlike($t->error_log, qr/no memory/, 'no "no memory" error in this run');
 
 $t->stop;
 
-###############################################################################
-# 5. a zone too small for the labels
+# a gateway whose metrics label comes from the client's "l" argument
 
-$t->workers(1);
-$t->write_file('tavus.access.log', '');      # the mock's, of this run only
+sub labels_conf {
+    my ($zone) = @_;
 
-$t->run($t->mock_tavus(name => 'tavus', key => 'met-Key_1') . <<'HTTP');
-    tavus_metrics_zone small 32k;
+    return $t->mock_tavus(name => 'tavus', key => 'met-Key_1') . <<"HTTP";
+    tavus_metrics_zone $zone;
 
     server {
         listen 127.0.0.1:%%PORT_gw%%;
@@ -516,14 +515,23 @@ $t->run($t->mock_tavus(name => 'tavus', key => 'met-Key_1') . <<'HTTP');
             tavus_metrics;
         }
 
-        location ~ ^/l/(?<replica>[^/]*)$ {
-            tavus_delete_replica $replica;
+        location ~ ^/l/(?<replica>[^/]*)\$ {
+            tavus_delete_replica \$replica;
             tavus_pass http://127.0.0.1:%%PORT_tavus%%;
             tavus_api_key met-Key_1;
-            tavus_metrics_label $arg_l;
+            tavus_metrics_label \$arg_l;
         }
     }
 HTTP
+}
+
+###############################################################################
+# 5. a zone too small for the labels
+
+$t->workers(1);
+$t->write_file('tavus.access.log', '');      # the mock's, of this run only
+
+$t->run(labels_conf('small 32k'));
 
 my $N = 300;
 my @labels = map { sprintf 'L%03d', $_ } 1 .. $N;
@@ -588,24 +596,7 @@ $t->stop;
 # exposition whatever bytes arrive (Prometheus rejects a whole scrape
 # with one invalid UTF-8 label value)
 
-$t->run($t->mock_tavus(name => 'tavus', key => 'met-Key_1') . <<'HTTP');
-    tavus_metrics_zone tavus 1m;
-
-    server {
-        listen 127.0.0.1:%%PORT_gw%%;
-
-        location = /metrics {
-            tavus_metrics;
-        }
-
-        location ~ ^/l/(?<replica>[^/]*)$ {
-            tavus_delete_replica $replica;
-            tavus_pass http://127.0.0.1:%%PORT_tavus%%;
-            tavus_api_key met-Key_1;
-            tavus_metrics_label $arg_l;
-        }
-    }
-HTTP
+$t->run(labels_conf('tavus 1m'));
 
 my %sent = (long => 'x' x 200, latin1 => "caf\xe9",
             cut => ('a' x 127) . "\xc3\xa9");
