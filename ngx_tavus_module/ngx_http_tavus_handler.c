@@ -216,8 +216,11 @@ ngx_http_tavus_handler(ngx_http_request_t *r)
  * The context for the variables and the metrics: an operator's error_page
  * is an internal redirect, which resets every module's context, and the
  * outcome must still reach the logs.  The pool cleanup keeps it, as the
- * realip module keeps the original address.  The output filters use the
- * live context only, so that the operator's page is left alone.
+ * realip module keeps the original address.  Subrequests share their
+ * parent's pool: a context found there is taken only if it is this
+ * request's own, so that neither the parent nor another subrequest
+ * reports a subrequest's delete.  The output filters use the live
+ * context only, so that the operator's page is left alone.
  */
 
 ngx_http_tavus_ctx_t *
@@ -231,9 +234,15 @@ ngx_http_tavus_get_ctx(ngx_http_request_t *r)
     if (ctx == NULL && r->internal) {
         for (cln = r->pool->cleanup; cln; cln = cln->next) {
             if (cln->handler == ngx_http_tavus_cleanup) {
-                return cln->data;
+                ctx = cln->data;
+
+                if (ctx->request == r) {
+                    return ctx;
+                }
             }
         }
+
+        return NULL;
     }
 
     return ctx;
