@@ -564,6 +564,7 @@ void
 ngx_http_tavus_finalize_request(ngx_http_request_t *r, ngx_int_t rc)
 {
     ngx_uint_t             outcome;
+    ngx_http_upstream_t   *u;
     ngx_http_tavus_ctx_t  *ctx;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -579,23 +580,24 @@ ngx_http_tavus_finalize_request(ngx_http_request_t *r, ngx_int_t rc)
         return;
     }
 
-    outcome = ctx->answer.outcome;
+    /*
+     * the last try decides: a try that received bytes got an invalid or
+     * a cut answer; one that received none was refused, reset or failed
+     * its handshake, or found no live server.  u->buffer and the outcome
+     * of process_header may be those of an earlier try: nginx reinits
+     * them only once a new connection is made.
+     */
+
+    u = r->upstream;
 
     if (rc == NGX_HTTP_GATEWAY_TIME_OUT) {
         outcome = NGX_HTTP_TAVUS_UPSTREAM_TIMEOUT;
 
-    } else if (outcome != NGX_HTTP_TAVUS_UPSTREAM_INVALID_RESPONSE) {
+    } else if (u->state && u->state->bytes_received) {
+        outcome = NGX_HTTP_TAVUS_UPSTREAM_INVALID_RESPONSE;
 
-        /* a part of an answer, then a close or a reset: truncated */
-
-        if (r->upstream->buffer.start
-            && r->upstream->buffer.last > r->upstream->buffer.start)
-        {
-            outcome = NGX_HTTP_TAVUS_UPSTREAM_INVALID_RESPONSE;
-
-        } else {
-            outcome = NGX_HTTP_TAVUS_UPSTREAM_ERROR;
-        }
+    } else {
+        outcome = NGX_HTTP_TAVUS_UPSTREAM_ERROR;
     }
 
     ngx_http_tavus_answer_init(&ctx->answer, outcome);
