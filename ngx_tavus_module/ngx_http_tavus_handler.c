@@ -410,7 +410,12 @@ ngx_http_tavus_send_answer(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    /* the header filter adds Content-Type, Cache-Control and Allow */
+    /*
+     * the header filter adds Content-Type, Cache-Control and Allow;
+     * no If-Match, If-None-Match or the like makes it a 412 or a 304
+     */
+
+    r->disable_not_modified = 1;
 
     r->headers_out.status = a->status;
     r->headers_out.content_length_n = out->buf->last - out->buf->pos;
