@@ -352,6 +352,95 @@ ngx_http_tavus_utf8_clean(u_char *dst, u_char *src, size_t len, size_t max)
 
 
 /*
+ * Upstream text for the error log, valid UTF-8 as utf8_clean() leaves it.
+ * Every byte of a control character becomes \xNN, as in nginx's access
+ * log: C0 (CR and LF among them), DEL and C1, and the characters that
+ * break or reorder a line when shown (U+061C, U+200E, U+200F, U+2028 to
+ * U+202E, U+2066 to U+2069); so do "\"" and "\\", and any byte that does
+ * not start a valid sequence.  So no text can end its line, start a
+ * forged one or reach a terminal as a control sequence, while other
+ * characters stay readable.  dst must hold NGX_HTTP_TAVUS_LOG_ESCAPE(len)
+ * bytes.
+ */
+
+size_t
+ngx_http_tavus_log_escape(u_char *dst, u_char *src, size_t len)
+{
+    u_char    *p, *last;
+    size_t     n, i;
+    uint32_t   ch;
+
+    static u_char  hex[] = "0123456789abcdef";
+
+    p = dst;
+    last = src + len;
+
+    while (src < last) {
+        ch = *src;
+
+        if (ch < 0x80) {
+            n = 1;
+
+        } else if (ch >= 0xc2 && ch <= 0xdf) {
+            n = 2;
+            ch &= 0x1f;
+
+        } else if (ch >= 0xe0 && ch <= 0xef) {
+            n = 3;
+            ch &= 0x0f;
+
+        } else if (ch >= 0xf0 && ch <= 0xf4) {
+            n = 4;
+            ch &= 0x07;
+
+        } else {
+            n = 0;
+        }
+
+        if (n > (size_t) (last - src)) {
+            n = 0;
+        }
+
+        for (i = 1; i < n; i++) {
+            if (src[i] < 0x80 || src[i] > 0xbf) {
+                n = 0;
+                break;
+            }
+
+            ch = (ch << 6) | (src[i] & 0x3f);
+        }
+
+        if (n == 0) {
+            /* not a sequence: the byte alone, escaped */
+            n = 1;
+            ch = 0x80;
+        }
+
+        if (ch < 0x20 || (ch >= 0x7f && ch <= 0x9f)
+            || ch == '"' || ch == '\\'
+            || ch == 0x061c || ch == 0x200e || ch == 0x200f
+            || (ch >= 0x2028 && ch <= 0x202e)
+            || (ch >= 0x2066 && ch <= 0x2069))
+        {
+            for (i = 0; i < n; i++) {
+                *p++ = '\\';
+                *p++ = 'x';
+                *p++ = hex[src[i] >> 4];
+                *p++ = hex[src[i] & 0xf];
+            }
+
+        } else {
+            p = ngx_cpymem(p, src, n);
+        }
+
+        src += n;
+    }
+
+    return p - dst;
+}
+
+
+/*
  * Escapes a string of valid UTF-8 for a JSON string literal; with dst
  * NULL, returns the length of the escaped string.
  */

@@ -59,6 +59,10 @@ ngx_uint_t ngx_http_tavus_contains(u_char *s, size_t len, ngx_str_t *what);
 size_t ngx_http_tavus_utf8_clean(u_char *dst, u_char *src, size_t len,
     size_t max);
 
+#define NGX_HTTP_TAVUS_LOG_ESCAPE(len)  (4 * (len))
+
+size_t ngx_http_tavus_log_escape(u_char *dst, u_char *src, size_t len);
+
 /*
  * The replica id must be a validated one ([A-Za-z0-9_-]) or NULL, and the
  * request id hex digits: both go into the body as they are.  The message

@@ -437,7 +437,8 @@ ngx_http_tavus_process_answer(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx)
 
 /*
  * What the operator must see: a rejected key (with the fingerprint, never
- * the key) and server errors, with the upstream's message redacted.
+ * the key) and server errors, with the upstream's message redacted, cut
+ * and escaped.
  */
 
 static void
@@ -446,6 +447,7 @@ ngx_http_tavus_log_upstream(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx,
 {
     u_char      fp[NGX_HTTP_TAVUS_FINGERPRINT_LEN];
     u_char      buf[NGX_HTTP_TAVUS_MESSAGE_MAX];
+    u_char      esc[NGX_HTTP_TAVUS_LOG_ESCAPE(NGX_HTTP_TAVUS_MESSAGE_MAX)];
     ngx_int_t   rc;
     ngx_str_t   message;
 
@@ -463,6 +465,14 @@ ngx_http_tavus_log_upstream(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx,
 
     } else if (rc != NGX_OK) {
         ngx_str_set(&message, "(none)");
+
+    } else {
+
+        /* cut as the client's is; escaped, it cannot forge a log line */
+
+        message.len = ngx_http_tavus_log_escape(esc, message.data,
+                                                message.len);
+        message.data = esc;
     }
 
     if (a->outcome == NGX_HTTP_TAVUS_UPSTREAM_ERROR) {

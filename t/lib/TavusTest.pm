@@ -96,6 +96,10 @@ my $TIMEOUT = $ENV{TAVUS_TIMEOUT} || 5;
 
 my @LIVE;                 # harness objects that may own processes
 
+# an error log line of level alert, crit or emerg: the level where nginx
+# writes it, after the date and time (not a word in a logged message)
+my $BAD_LEVEL = qr{^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[(?:alert|crit|emerg)\]};
+
 sub new {
     my ($class, %opts) = @_;
 
@@ -470,7 +474,7 @@ sub _shutdown {
                        $status & 127)
         if defined $status && $status != 0;
 
-    push @bad, grep { /\[(?:alert|crit|emerg)\]/ } split /\n/, $self->error_log;
+    push @bad, grep { /$BAD_LEVEL/ } split /\n/, $self->error_log;
 
     return @bad ? @bad : (1);
 }
