@@ -24,7 +24,9 @@ static ngx_int_t ngx_http_tavus_outcome_variable(ngx_http_request_t *r,
 static ngx_int_t ngx_http_tavus_fingerprint_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
+static ngx_int_t ngx_http_tavus_init(ngx_conf_t *cf);
 static void *ngx_http_tavus_create_main_conf(ngx_conf_t *cf);
+static void *ngx_http_tavus_create_srv_conf(ngx_conf_t *cf);
 static void *ngx_http_tavus_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_tavus_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
@@ -246,12 +248,12 @@ static ngx_command_t  ngx_http_tavus_commands[] = {
 
 static ngx_http_module_t  ngx_http_tavus_module_ctx = {
     ngx_http_tavus_add_variables,          /* preconfiguration */
-    ngx_http_tavus_init_filters,           /* postconfiguration */
+    ngx_http_tavus_init,                   /* postconfiguration */
 
     ngx_http_tavus_create_main_conf,       /* create main configuration */
     NULL,                                  /* init main configuration */
 
-    NULL,                                  /* create server configuration */
+    ngx_http_tavus_create_srv_conf,        /* create server configuration */
     NULL,                                  /* merge server configuration */
 
     ngx_http_tavus_create_loc_conf,        /* create location configuration */
@@ -455,6 +457,23 @@ ngx_http_tavus_fingerprint(u_char *dst, u_char *data, size_t len)
 }
 
 
+static ngx_int_t
+ngx_http_tavus_init(ngx_conf_t *cf)
+{
+    if (ngx_http_tavus_init_filters(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+#if (NGX_HTTP_SSL)
+    if (ngx_http_tavus_ssl_init_upstreams(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+#endif
+
+    return NGX_OK;
+}
+
+
 static void *
 ngx_http_tavus_create_main_conf(ngx_conf_t *cf)
 {
@@ -473,6 +492,21 @@ ngx_http_tavus_create_main_conf(ngx_conf_t *cf)
     }
 
     return tmcf;
+}
+
+
+/* in server{} blocks too, where it stays unused */
+
+static void *
+ngx_http_tavus_create_srv_conf(ngx_conf_t *cf)
+{
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->original_init_peer = NULL;
+     */
+
+    return ngx_pcalloc(cf->pool, sizeof(ngx_http_tavus_srv_conf_t));
 }
 
 

@@ -29,9 +29,58 @@ typedef struct {
 
 
 typedef struct {
-    /* locations that delete over TLS, to share or refuse SSL contexts */
+    /* locations that delete over TLS, one a distinct SSL context */
     ngx_array_t                  ssl_locations;
 } ngx_http_tavus_main_conf_t;
+
+
+typedef struct {
+    /* an upstream{} group's own, wrapped when a location deletes over TLS */
+    ngx_http_upstream_init_peer_pt   original_init_peer;
+} ngx_http_tavus_srv_conf_t;
+
+
+#if (NGX_HTTP_SSL)
+
+#define NGX_HTTP_TAVUS_SSL_ID_LEN    SSL_MAX_SID_CTX_LENGTH
+#define NGX_HTTP_TAVUS_SSL_SESSIONS  16
+
+
+typedef struct {
+    ngx_queue_t                      queue;
+    ngx_ssl_session_t               *session;
+    socklen_t                        socklen;
+    ngx_sockaddr_t                   sockaddr;
+} ngx_http_tavus_ssl_session_t;
+
+
+typedef struct {
+    /* first: the upstream code sees an ngx_ssl_t */
+    ngx_ssl_t                        ssl;
+
+    /* the session id context of the sessions it makes */
+    u_char                           id[NGX_HTTP_TAVUS_SSL_ID_LEN];
+
+    /* a worker's sessions of this context, by server, most recent first */
+    ngx_queue_t                      sessions;
+    ngx_queue_t                      free;
+} ngx_http_tavus_ssl_t;
+
+
+/* a delete's peer callbacks around the group's, as keepalive wraps them */
+
+typedef struct {
+    ngx_http_tavus_ssl_t            *ssl;
+
+    void                            *data;
+    ngx_event_get_peer_pt            original_get_peer;
+    ngx_event_free_peer_pt           original_free_peer;
+    ngx_event_notify_peer_pt         original_notify;
+    ngx_event_set_peer_session_pt    original_set_session;
+    ngx_event_save_peer_session_pt   original_save_session;
+} ngx_http_tavus_peer_t;
+
+#endif
 
 
 typedef struct {
@@ -101,6 +150,10 @@ typedef struct {
     unsigned                     headers_set:1;
     unsigned                     replace_body:1;
     unsigned                     queued:1;
+
+#if (NGX_HTTP_SSL)
+    ngx_http_tavus_peer_t        peer;
+#endif
 } ngx_http_tavus_ctx_t;
 
 
@@ -116,6 +169,7 @@ ngx_int_t ngx_http_tavus_init_filters(ngx_conf_t *cf);
 void ngx_http_tavus_ssl_create_conf(ngx_http_tavus_loc_conf_t *conf);
 ngx_int_t ngx_http_tavus_ssl_merge_conf(ngx_conf_t *cf,
     ngx_http_tavus_loc_conf_t *conf, ngx_http_tavus_loc_conf_t *prev);
+ngx_int_t ngx_http_tavus_ssl_init_upstreams(ngx_conf_t *cf);
 #endif
 
 ngx_int_t ngx_http_tavus_fingerprint(u_char *dst, u_char *data, size_t len);
