@@ -6,6 +6,8 @@
 #   fuzz_validate   replica id validation, hard and switch parsing, key check
 #   fuzz_translate  upstream status + body -> answer -> JSON body
 #   fuzz_utf8       UTF-8 cutting and repair of upstream messages
+#   fuzz_log_escape upstream text escaped for the error log
+#   fuzz_key_syntax a literal tavus_api_key or one variable alone
 #
 # It fails on a crash, a sanitizer report, a failed assertion, a timeout
 # or an out-of-memory.  The input is saved as fuzz/regressions/<harness>/
@@ -14,7 +16,7 @@
 #
 # Environment:
 #   FUZZ_SECONDS   seconds per harness (default 60)
-#   FUZZ_TARGETS   harnesses to run (default: all three, e.g. "utf8")
+#   FUZZ_TARGETS   harnesses to run (default: all of them, e.g. "utf8")
 #   FUZZ_JOBS      parallel fuzzing processes per harness (libFuzzer's
 #                  -fork=N; default 1, no fork)
 #
@@ -27,7 +29,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 
 seconds=${FUZZ_SECONDS:-60}
-targets=${FUZZ_TARGETS:-validate translate utf8}
+targets=${FUZZ_TARGETS:-validate translate utf8 log_escape key_syntax}
 jobs=${FUZZ_JOBS:-1}
 out=build/fuzz
 src=${NGX_SRC:-/usr/share/nginx/src}

@@ -25,6 +25,7 @@ static ngx_int_t ngx_http_tavus_fingerprint_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
 static ngx_int_t ngx_http_tavus_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_tavus_check_key_variables(ngx_conf_t *cf);
 static void *ngx_http_tavus_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_tavus_create_srv_conf(ngx_conf_t *cf);
 static void *ngx_http_tavus_create_loc_conf(ngx_conf_t *cf);
@@ -460,6 +461,10 @@ ngx_http_tavus_fingerprint(u_char *dst, u_char *data, size_t len)
 static ngx_int_t
 ngx_http_tavus_init(ngx_conf_t *cf)
 {
+    if (ngx_http_tavus_check_key_variables(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     if (ngx_http_tavus_init_filters(cf) != NGX_OK) {
         return NGX_ERROR;
     }
@@ -469,6 +474,72 @@ ngx_http_tavus_init(ngx_conf_t *cf)
         return NGX_ERROR;
     }
 #endif
+
+    return NGX_OK;
+}
+
+
+/*
+ * Before nginx looks variables up: it would report an unknown one with
+ * its name, which is a part of the key when "$" was meant literally.
+ * The check follows nginx's own lookup: a variable of that name, or one
+ * with a prefix such as "http_".
+ */
+
+static ngx_int_t
+ngx_http_tavus_check_key_variables(ngx_conf_t *cf)
+{
+    ngx_uint_t                   i, n;
+    ngx_str_t                   *name;
+    ngx_hash_key_t              *hk;
+    ngx_http_variable_t         *pv;
+    ngx_http_tavus_key_t       **key;
+    ngx_http_core_main_conf_t   *cmcf;
+    ngx_http_tavus_main_conf_t  *tmcf;
+
+    tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_tavus_module);
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    key = tmcf->key_variables.elts;
+
+    for (i = 0; i < tmcf->key_variables.nelts; i++) {
+
+        name = &key[i]->variable;
+
+        hk = cmcf->variables_keys->keys.elts;
+
+        for (n = 0; n < cmcf->variables_keys->keys.nelts; n++) {
+            if (name->len == hk[n].key.len
+                && ngx_strncasecmp(name->data, hk[n].key.data, name->len)
+                   == 0)
+            {
+                goto next;
+            }
+        }
+
+        pv = cmcf->prefix_variables.elts;
+
+        for (n = 0; n < cmcf->prefix_variables.nelts; n++) {
+            if (name->len >= pv[n].name.len
+                && ngx_strncasecmp(name->data, pv[n].name.data,
+                                   pv[n].name.len)
+                   == 0)
+            {
+                goto next;
+            }
+        }
+
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"tavus_api_key\" names a variable that is not "
+                      "defined; a key that holds \"$\" goes in "
+                      "\"tavus_api_key_file\" in %s:%ui",
+                      key[i]->file, key[i]->line);
+        return NGX_ERROR;
+
+    next:
+
+        continue;
+    }
 
     return NGX_OK;
 }
@@ -486,6 +557,13 @@ ngx_http_tavus_create_main_conf(ngx_conf_t *cf)
 
     if (ngx_array_init(&tmcf->ssl_locations, cf->pool, 4,
                        sizeof(ngx_http_tavus_loc_conf_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    if (ngx_array_init(&tmcf->key_variables, cf->pool, 4,
+                       sizeof(ngx_http_tavus_key_t *))
         != NGX_OK)
     {
         return NULL;
@@ -871,9 +949,10 @@ ngx_http_tavus_api_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_tavus_loc_conf_t *tlcf = conf;
 
-    ngx_str_t                         *value;
-    ngx_http_tavus_key_t              *key;
-    ngx_http_complex_value_t           cv;
+    ngx_int_t                          rc;
+    ngx_str_t                         *value, name;
+    ngx_http_tavus_key_t              *key, **slot;
+    ngx_http_tavus_main_conf_t        *tmcf;
     ngx_http_compile_complex_value_t   ccv;
 
     if (tlcf->key != NGX_CONF_UNSET_PTR) {
@@ -892,22 +971,27 @@ ngx_http_tavus_api_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     key->directive = "tavus_api_key";
+    tlcf->key = key;
 
-    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+    /*
+     * a literal key, or one variable alone: nothing else is compiled,
+     * so that no message of nginx's can echo a part of a literal key
+     */
 
-    ccv.cf = cf;
-    ccv.value = &value[1];
-    ccv.complex_value = &cv;
+    rc = ngx_http_tavus_key_variable(value[1].data, value[1].len, &name);
 
-    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
-        return NGX_CONF_ERROR;
+    if (rc == NGX_DECLINED) {
+        key->value = value[1];
+        return ngx_http_tavus_key_check(cf, key);
     }
 
-    if (cv.lengths == NULL) {
-        key->value = value[1];
-        tlcf->key = key;
-
-        return ngx_http_tavus_key_check(cf, key);
+    if (rc != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"tavus_api_key\" takes a key without \"$\" "
+                           "or one variable alone, as in \"tavus_api_key "
+                           "$tenant_key;\"; a key that holds \"$\" goes in "
+                           "\"tavus_api_key_file\"");
+        return NGX_CONF_ERROR;
     }
 
     key->complex = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
@@ -915,8 +999,28 @@ ngx_http_tavus_api_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    *key->complex = cv;
-    tlcf->key = key;
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = key->complex;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    key->variable = name;
+    key->file = cf->conf_file->file.name.data;
+    key->line = cf->conf_file->line;
+
+    tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_tavus_module);
+
+    slot = ngx_array_push(&tmcf->key_variables);
+    if (slot == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *slot = key;
 
     return NGX_CONF_OK;
 }

@@ -25,12 +25,20 @@ typedef struct {
 
     u_char                       fingerprint[NGX_HTTP_TAVUS_FINGERPRINT_LEN];
     const char                  *directive;
+
+    /* a variable's name, checked once all are defined, and where it is */
+    ngx_str_t                    variable;
+    u_char                      *file;
+    ngx_uint_t                   line;
 } ngx_http_tavus_key_t;
 
 
 typedef struct {
     /* locations that delete over TLS, one a distinct SSL context */
     ngx_array_t                  ssl_locations;
+
+    /* tavus_api_key with a variable: ngx_http_tavus_key_t * */
+    ngx_array_t                  key_variables;
 } ngx_http_tavus_main_conf_t;
 
 

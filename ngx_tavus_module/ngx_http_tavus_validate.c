@@ -142,3 +142,60 @@ ngx_http_tavus_valid_key(u_char *data, size_t len)
 
     return NGX_OK;
 }
+
+
+/*
+ * tavus_api_key: a literal key has no "$"; with "$" it must be one
+ * variable alone, "$name" or "${name}" (a name of letters, digits and
+ * "_" that does not start with a digit: "$1" is a regex capture).
+ * NGX_DECLINED: a literal; NGX_OK: a variable, its name in *name;
+ * NGX_ERROR: anything else, which nginx would otherwise compile into a
+ * value of literal parts and variables, or report by echoing it.
+ */
+
+ngx_int_t
+ngx_http_tavus_key_variable(u_char *data, size_t len, ngx_str_t *name)
+{
+    u_char  ch, *p, *last;
+
+    if (ngx_strlchr(data, data + len, '$') == NULL) {
+        return NGX_DECLINED;
+    }
+
+    p = data;
+    last = data + len;
+
+    if (len < 2 || *p++ != '$') {
+        return NGX_ERROR;
+    }
+
+    if (*p == '{') {
+        if (last[-1] != '}') {
+            return NGX_ERROR;
+        }
+
+        p++;
+        last--;
+    }
+
+    if (p == last || (*p >= '0' && *p <= '9')) {
+        return NGX_ERROR;
+    }
+
+    name->data = p;
+    name->len = last - p;
+
+    for ( /* void */ ; p < last; p++) {
+        ch = *p;
+
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
+            || (ch >= '0' && ch <= '9') || ch == '_')
+        {
+            continue;
+        }
+
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
