@@ -7,7 +7,7 @@
 #   fuzz_translate  upstream status + body -> answer -> JSON body
 #   fuzz_utf8       UTF-8 cutting and repair of upstream messages
 #   fuzz_log_escape upstream text escaped for the error log
-#   fuzz_key_syntax a literal tavus_api_key or one variable alone
+#   fuzz_syntax     tavus_api_key and tavus_pass host[:port] syntax
 #
 # It fails on a crash, a sanitizer report, a failed assertion, a timeout
 # or an out-of-memory.  The input is saved as fuzz/regressions/<harness>/
@@ -29,7 +29,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 
 seconds=${FUZZ_SECONDS:-60}
-targets=${FUZZ_TARGETS:-validate translate utf8 log_escape key_syntax}
+targets=${FUZZ_TARGETS:-validate translate utf8 log_escape syntax}
 jobs=${FUZZ_JOBS:-1}
 out=build/fuzz
 src=${NGX_SRC:-/usr/share/nginx/src}

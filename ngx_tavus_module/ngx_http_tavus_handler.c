@@ -317,29 +317,19 @@ static ngx_int_t
 ngx_http_tavus_eval_pass(ngx_http_request_t *r,
     ngx_http_tavus_loc_conf_t *tlcf, ngx_http_tavus_ctx_t *ctx)
 {
-    u_char               *p, *last;
-    ngx_str_t             host;
+    ngx_str_t             value, host;
     ngx_url_t             url;
     ngx_http_upstream_t  *u;
 
-    if (ngx_http_complex_value(r, tlcf->pass, &host) != NGX_OK) {
+    if (ngx_http_complex_value(r, tlcf->pass, &value) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    if (host.len && host.data[host.len - 1] == '/') {
-        host.len--;
-    }
+    /* the rule of the configuration: the host is then safe to log */
 
-    last = host.data + host.len;
-
-    for (p = host.data; p < last; p++) {
-        if (*p <= ' ' || *p == '/' || *p == '?' || *p == '#' || *p == 0x7f) {
-            host.len = 0;
-            break;
-        }
-    }
-
-    if (host.len == 0) {
+    if (ngx_http_tavus_parse_host(value.data, value.len, 0, &host)
+        != NGX_OK)
+    {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "\"tavus_pass\" evaluated to no valid host[:port]");
         return NGX_ERROR;

@@ -848,7 +848,8 @@ ngx_http_tavus_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_tavus_loc_conf_t *tlcf = conf;
 
     size_t                             add;
-    u_char                            *p, *last;
+    ngx_int_t                          rc;
+    ngx_uint_t                         n;
     in_port_t                          port;
     ngx_str_t                         *value, url;
     ngx_url_t                          u;
@@ -880,32 +881,28 @@ ngx_http_tavus_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     url.data += add;
     url.len -= add;
 
-    /* host[:port], with a lone trailing "/" accepted */
+    n = ngx_http_script_variables_count(&url);
 
-    if (url.len && url.data[url.len - 1] == '/') {
-        url.len--;
-    }
+    rc = ngx_http_tavus_parse_host(url.data, url.len, n, &url);
 
-    last = url.data + url.len;
-
-    for (p = url.data; p < last; p++) {
-        if (*p == '/' || *p == '?' || *p == '#') {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"tavus_pass\" URL must not have a path, "
-                               "a query or a fragment");
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    if (url.len == 0) {
+    if (rc == NGX_DECLINED) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"tavus_pass\" URL has no host");
+                           "\"tavus_pass\" URL must not have a path, "
+                           "a query or a fragment");
+        return NGX_CONF_ERROR;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"tavus_pass\" URL has no valid host[:port]: "
+                           "letters, digits, \".\", \"-\", \"_\", \":\", "
+                           "\"[\" and \"]\" only");
         return NGX_CONF_ERROR;
     }
 
     tlcf->default_port = port;
 
-    if (ngx_http_script_variables_count(&url)) {
+    if (n) {
 
         /* the scheme is literal: TLS is set up at configuration time */
 

@@ -199,3 +199,63 @@ ngx_http_tavus_key_variable(u_char *data, size_t len, ngx_str_t *name)
 
     return NGX_OK;
 }
+
+
+/*
+ * The host[:port] of tavus_pass, after its scheme, as written in the
+ * configuration and as evaluated per request: one rule at both times.
+ * A lone trailing "/" is dropped.  NGX_OK: *host is a name, an address
+ * or an upstream{} name with an optional port, made of letters, digits,
+ * ".", "-", "_", ":", "[" and "]" only, so that it is safe in a request
+ * line and in a log line; NGX_DECLINED: a path, a query or a fragment
+ * follows it; NGX_ERROR: it is empty, or holds another byte.  A value
+ * with variables is checked for a path and emptiness at configuration
+ * time (with variables set), and wholly once evaluated.
+ */
+
+ngx_int_t
+ngx_http_tavus_parse_host(u_char *data, size_t len, ngx_uint_t variables,
+    ngx_str_t *host)
+{
+    u_char  ch;
+    size_t  i;
+
+    if (len && data[len - 1] == '/') {
+        len--;
+    }
+
+    for (i = 0; i < len; i++) {
+        ch = data[i];
+
+        if (ch == '/' || ch == '?' || ch == '#') {
+            return NGX_DECLINED;
+        }
+    }
+
+    if (len == 0) {
+        return NGX_ERROR;
+    }
+
+    host->data = data;
+    host->len = len;
+
+    if (variables) {
+        return NGX_OK;
+    }
+
+    for (i = 0; i < len; i++) {
+        ch = data[i];
+
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
+            || (ch >= '0' && ch <= '9')
+            || ch == '.' || ch == '-' || ch == '_' || ch == ':'
+            || ch == '[' || ch == ']')
+        {
+            continue;
+        }
+
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}

@@ -515,6 +515,40 @@ test_key_variable(void)
 
 
 static void
+test_host(void)
+{
+    ngx_str_t  host;
+
+#define host_is(in, vars, rc, want)                                           \
+    ok(ngx_http_tavus_parse_host(S(in), vars, &host) == rc                    \
+       && (rc != NGX_OK || (host.len == sizeof(want) - 1                      \
+                            && ngx_memcmp(host.data, want, host.len) == 0)),  \
+       "host: " #in)
+
+    host_is("tavusapi.com", 0, NGX_OK, "tavusapi.com");
+    host_is("tavusapi.com/", 0, NGX_OK, "tavusapi.com");
+    host_is("127.0.0.1:8443", 0, NGX_OK, "127.0.0.1:8443");
+    host_is("[::1]:8443", 0, NGX_OK, "[::1]:8443");
+    host_is("my_group-2", 0, NGX_OK, "my_group-2");
+    host_is("a/b", 0, NGX_DECLINED, "");
+    host_is("a//", 0, NGX_DECLINED, "");
+    host_is("a?x", 0, NGX_DECLINED, "");
+    host_is("a#x", 0, NGX_DECLINED, "");
+    host_is("", 0, NGX_ERROR, "");
+    host_is("/", 0, NGX_ERROR, "");
+    host_is("a b", 0, NGX_ERROR, "");
+    host_is("exa\"mple", 0, NGX_ERROR, "");
+    host_is("a\xc2\x9b" "b", 0, NGX_ERROR, "");
+    host_is("a\nb", 0, NGX_ERROR, "");
+    host_is("${tavus_host}", 1, NGX_OK, "${tavus_host}");
+    host_is("${tavus_host}", 0, NGX_ERROR, "");
+    host_is("$h/x", 1, NGX_DECLINED, "");
+
+#undef host_is
+}
+
+
+static void
 test_log_escape(void)
 {
     u_char  out[NGX_HTTP_TAVUS_LOG_ESCAPE(64)];
@@ -557,6 +591,7 @@ main(void)
     test_answers();
     test_random();
     test_key_variable();
+    test_host();
     test_log_escape();
 
     printf("1..%d\n", tests);

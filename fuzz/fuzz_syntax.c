@@ -2,15 +2,20 @@
 /*
  * Copyright (C) ngx_tavus_module authors
  *
- * libFuzzer harness: ngx_http_tavus_key_variable(), which tells a literal
- * tavus_api_key from one variable alone and refuses the rest.
+ * libFuzzer harness: the syntax of configured values, each checked
+ * against a reference written otherwise.
  *
- * Input:  the directive's value, any bytes.
+ * Input:  any bytes, given to both functions.
  *
- * Checked against a reference written otherwise: a literal when the value
+ * ngx_http_tavus_key_variable() (tavus_api_key): a literal when the value
  * holds no "$"; one variable when it is "$" or "${" ... "}" around a name
  * of [A-Za-z0-9_] that does not start with a digit, the name returned
  * pointing into the value; refused otherwise.
+ *
+ * ngx_http_tavus_parse_host() (tavus_pass after its scheme), evaluated
+ * and as a value with variables: a lone trailing "/" dropped; a path,
+ * query or fragment declined; empty refused; otherwise, when evaluated,
+ * only letters, digits and "._-:[]" accepted.
  */
 
 
@@ -25,7 +30,7 @@
 
 
 static ngx_int_t
-reference(const char *v, size_t len, size_t *start, size_t *n)
+reference_key(const char *v, size_t len, size_t *start, size_t *n)
 {
     size_t  off, end;
 
@@ -64,6 +69,57 @@ reference(const char *v, size_t len, size_t *start, size_t *n)
 }
 
 
+static ngx_int_t
+reference_host(const char *v, size_t len, ngx_uint_t variables, size_t *n)
+{
+    if (len && v[len - 1] == '/') {
+        len--;
+    }
+
+    if (memchr(v, '/', len) || memchr(v, '?', len) || memchr(v, '#', len)) {
+        return NGX_DECLINED;
+    }
+
+    if (len == 0) {
+        return NGX_ERROR;
+    }
+
+    *n = len;
+
+    if (variables) {
+        return NGX_OK;
+    }
+
+    if (memchr(v, '\0', len) != NULL
+        || strspn(v, NAME_CHARS ".-:[]") < len)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+check_host(char *v, size_t size, ngx_uint_t variables)
+{
+    size_t      n;
+    ngx_int_t   rc, want;
+    ngx_str_t   host;
+
+    want = reference_host(v, size, variables, &n);
+    rc = ngx_http_tavus_parse_host((u_char *) v, size, variables, &host);
+
+    fuzz_assert(rc == want, "host: %d, the reference says %d", (int) rc,
+                (int) want);
+
+    if (rc == NGX_OK) {
+        fuzz_assert(host.data == (u_char *) v && host.len == n,
+                    "host: %zu bytes, not %zu", host.len, n);
+    }
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -78,7 +134,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(v, data, size);
     v[size] = '\0';
 
-    want = reference(v, size, &start, &n);
+    want = reference_key(v, size, &start, &n);
     rc = ngx_http_tavus_key_variable((u_char *) v, size, &name);
 
     fuzz_assert(rc == want, "%d, the reference says %d", (int) rc,
@@ -89,6 +145,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     "the name is at %zu+%zu, not %zu+%zu",
                     (size_t) (name.data - (u_char *) v), name.len, start, n);
     }
+
+    check_host(v, size, 0);
+    check_host(v, size, 1);
 
     free(v);
 
