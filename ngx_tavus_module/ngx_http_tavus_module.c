@@ -201,7 +201,7 @@ static ngx_command_t  ngx_http_tavus_commands[] = {
 
     { ngx_string("tavus_ssl_name"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_set_complex_value_slot,
+      ngx_http_tavus_ssl_name,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_tavus_loc_conf_t, upstream.ssl_name),
       NULL },

@@ -52,13 +52,18 @@ typedef struct {
 
 #define NGX_HTTP_TAVUS_SSL_ID_LEN    SSL_MAX_SID_CTX_LENGTH
 #define NGX_HTTP_TAVUS_SSL_SESSIONS  16
+#define NGX_HTTP_TAVUS_SSL_NAME_MAX  255
 
+
+/* a session for a server address and the name it was verified for */
 
 typedef struct {
     ngx_queue_t                      queue;
     ngx_ssl_session_t               *session;
     socklen_t                        socklen;
     ngx_sockaddr_t                   sockaddr;
+    size_t                           name_len;
+    u_char                           name[NGX_HTTP_TAVUS_SSL_NAME_MAX];
 } ngx_http_tavus_ssl_session_t;
 
 
@@ -79,6 +84,7 @@ typedef struct {
 
 typedef struct {
     ngx_http_tavus_ssl_t            *ssl;
+    ngx_http_request_t              *request;
 
     void                            *data;
     ngx_event_get_peer_pt            original_get_peer;
@@ -178,6 +184,8 @@ void ngx_http_tavus_ssl_create_conf(ngx_http_tavus_loc_conf_t *conf);
 ngx_int_t ngx_http_tavus_ssl_merge_conf(ngx_conf_t *cf,
     ngx_http_tavus_loc_conf_t *conf, ngx_http_tavus_loc_conf_t *prev);
 ngx_int_t ngx_http_tavus_ssl_init_upstreams(ngx_conf_t *cf);
+char *ngx_http_tavus_ssl_name(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 #endif
 
 ngx_int_t ngx_http_tavus_fingerprint(u_char *dst, u_char *data, size_t len);

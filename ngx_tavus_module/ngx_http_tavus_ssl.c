@@ -7,7 +7,6 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
-#include <openssl/rand.h>
 #include "ngx_http_tavus_module.h"
 
 
@@ -30,15 +29,20 @@
  *   - a cached connection is used only if its SSL object was made from
  *     this location's SSL context; any other is closed, and a new one
  *     is connected and verified;
- *   - sessions are saved and resumed per SSL context, never through the
- *     group: a session another module verified is not resumed, and one
- *     this context made does not reach another module.  Each context
- *     also has a random session id context, which OpenSSL stores in
- *     every session it makes and checks when one is resumed.
+ *   - sessions are saved and resumed per SSL context, server address
+ *     and name verified, never through the group: a session another
+ *     module verified is not resumed, and one this context made does not
+ *     reach another module, not even when a server sends a new one while
+ *     proxy_pass holds this context's connection.  Each context also has
+ *     a random session id context, which OpenSSL stores in every session
+ *     it makes and checks when one is resumed.
  */
 
 
 #if (NGX_HTTP_SSL)
+
+#include <openssl/rand.h>
+
 
 static ngx_int_t ngx_http_tavus_init_peer(ngx_http_request_t *r,
     ngx_http_upstream_srv_conf_t *us);
@@ -52,8 +56,9 @@ static ngx_int_t ngx_http_tavus_set_session(ngx_peer_connection_t *pc,
     void *data);
 static void ngx_http_tavus_save_session(ngx_peer_connection_t *pc,
     void *data);
+static void ngx_http_tavus_ssl_save_session(ngx_connection_t *c);
 static ngx_http_tavus_ssl_session_t *ngx_http_tavus_find_session(
-    ngx_http_tavus_ssl_t *tssl, ngx_peer_connection_t *pc);
+    ngx_http_tavus_peer_t *tp, ngx_peer_connection_t *pc);
 static void ngx_http_tavus_close_cached(ngx_connection_t *c);
 static void ngx_http_tavus_ssl_cleanup(void *data);
 
@@ -360,6 +365,33 @@ ngx_http_tavus_set_ssl(ngx_conf_t *cf, ngx_http_tavus_loc_conf_t *tlcf)
 
 
 /*
+ * tavus_ssl_name: a literal name, so that every connection and session
+ * of a context and a group is verified for the same one
+ */
+
+char *
+ngx_http_tavus_ssl_name(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_tavus_loc_conf_t *tlcf = conf;
+
+    char  *rv;
+
+    rv = ngx_http_set_complex_value_slot(cf, cmd, conf);
+
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    if (tlcf->upstream.ssl_name->lengths) {
+        return "cannot have variables: a delete's connections and sessions "
+               "are verified for one name";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
  * postconfiguration, once the groups' own peer initialisation is set:
  * wrap it in every group, explicit and implicit, when a location deletes
  * over TLS (with variables in tavus_pass, a request may name any group)
@@ -453,6 +485,7 @@ ngx_http_tavus_init_peer(ngx_http_request_t *r,
     tp = &ctx->peer;
 
     tp->ssl = (ngx_http_tavus_ssl_t *) u->conf->ssl;
+    tp->request = r;
     tp->data = u->peer.data;
     tp->original_get_peer = u->peer.get;
     tp->original_free_peer = u->peer.free;
@@ -563,7 +596,11 @@ ngx_http_tavus_set_session(ngx_peer_connection_t *pc, void *data)
     ngx_int_t                      rc;
     ngx_http_tavus_ssl_session_t  *s;
 
-    s = ngx_http_tavus_find_session(tp->ssl, pc);
+    /* instead of the upstream code's, which saves into the group */
+
+    pc->connection->ssl->save_session = ngx_http_tavus_ssl_save_session;
+
+    s = ngx_http_tavus_find_session(tp, pc);
 
     if (s == NULL || s->session == NULL) {
         return NGX_OK;
@@ -583,10 +620,17 @@ ngx_http_tavus_save_session(ngx_peer_connection_t *pc, void *data)
 {
     ngx_http_tavus_peer_t *tp = data;
 
+    ngx_str_t                     *name;
     ngx_queue_t                   *q;
     ngx_ssl_session_t             *session;
     ngx_http_tavus_ssl_t          *tssl;
     ngx_http_tavus_ssl_session_t  *s;
+
+    name = &tp->request->upstream->ssl_name;
+
+    if (name->len > NGX_HTTP_TAVUS_SSL_NAME_MAX) {
+        return;
+    }
 
     session = ngx_ssl_get_session(pc->connection);
 
@@ -599,7 +643,7 @@ ngx_http_tavus_save_session(ngx_peer_connection_t *pc, void *data)
 
     tssl = tp->ssl;
 
-    s = ngx_http_tavus_find_session(tssl, pc);
+    s = ngx_http_tavus_find_session(tp, pc);
 
     if (s == NULL) {
 
@@ -619,6 +663,8 @@ ngx_http_tavus_save_session(ngx_peer_connection_t *pc, void *data)
 
         s->socklen = pc->socklen;
         ngx_memcpy(&s->sockaddr, pc->sockaddr, pc->socklen);
+        s->name_len = name->len;
+        ngx_memcpy(s->name, name->data, name->len);
     }
 
     if (s->session) {
@@ -629,27 +675,66 @@ ngx_http_tavus_save_session(ngx_peer_connection_t *pc, void *data)
 }
 
 
-/* the slot of the server, made the most recent; NULL if it has none */
+/*
+ * A new session while a request holds this context's connection: a late
+ * TLSv1.3 ticket, or a TLSv1.2 renegotiation.  The connection may be held
+ * by proxy_pass, which nginx's cache lets take it: the session is kept
+ * only when a delete of this context holds it.
+ */
+
+static void
+ngx_http_tavus_ssl_save_session(ngx_connection_t *c)
+{
+    ngx_http_request_t   *r;
+    ngx_http_upstream_t  *u;
+
+    if (c->idle) {
+        return;
+    }
+
+    r = c->data;
+    u = r->upstream;
+
+    if (u == NULL || u->peer.save_session != ngx_http_tavus_save_session) {
+        return;
+    }
+
+    ngx_http_set_log_request(r->connection->log, r);
+
+    u->peer.save_session(&u->peer, u->peer.data);
+}
+
+
+/*
+ * the slot of the server address and of the name this request verifies
+ * (u->ssl_name), made the most recent; NULL if it has none
+ */
 
 static ngx_http_tavus_ssl_session_t *
-ngx_http_tavus_find_session(ngx_http_tavus_ssl_t *tssl,
+ngx_http_tavus_find_session(ngx_http_tavus_peer_t *tp,
     ngx_peer_connection_t *pc)
 {
-    ngx_queue_t                   *q;
+    ngx_str_t                     *name;
+    ngx_queue_t                   *q, *sessions;
     ngx_http_tavus_ssl_session_t  *s;
 
-    for (q = ngx_queue_head(&tssl->sessions);
-         q != ngx_queue_sentinel(&tssl->sessions);
+    name = &tp->request->upstream->ssl_name;
+    sessions = &tp->ssl->sessions;
+
+    for (q = ngx_queue_head(sessions);
+         q != ngx_queue_sentinel(sessions);
          q = ngx_queue_next(q))
     {
         s = ngx_queue_data(q, ngx_http_tavus_ssl_session_t, queue);
 
         if (ngx_memn2cmp((u_char *) &s->sockaddr, (u_char *) pc->sockaddr,
                          s->socklen, pc->socklen)
-            == 0)
+            == 0
+            && ngx_memn2cmp(s->name, name->data, s->name_len, name->len)
+               == 0)
         {
             ngx_queue_remove(q);
-            ngx_queue_insert_head(&tssl->sessions, q);
+            ngx_queue_insert_head(sessions, q);
 
             return s;
         }

@@ -15,7 +15,11 @@
 #      own sessions are resumed as before
 #   3. two delete locations with different tavus_ssl_* settings on one
 #      group: each uses only its own connections and sessions
-#   4. a plain http:// group: what an operator gets (no verification to
+#   4. one SSL context, two names: two groups of the same server, named
+#      after two hosts, whose delete locations share a context; a session
+#      is resumed only for the name it was verified for; and
+#      tavus_ssl_name takes no variables
+#   5. a plain http:// group: what an operator gets (no verification to
 #      keep; connections are shared with proxy_pass)
 #
 # The mocks are nginx servers of the test's own nginx that log whether the
@@ -50,6 +54,7 @@ $pki->ca('proxyca');
 $pki->ca('other');
 $pki->leaf('api', issuer => 'root', names => ['tavusapi.test']);
 $pki->leaf('papi', issuer => 'proxyca', names => ['tavusapi.test']);
+$pki->leaf('both', issuer => 'root', names => ['tavusapi.test', 'other.test']);
 
 my $root = $pki->crt('root');
 
@@ -66,6 +71,7 @@ my %mocks = (
     s13_good   => [ $pki->crt('api'), $pki->key('api'), 'TLSv1.3', 0 ],
     mixed      => [ $pki->crt('api'), $pki->key('api'), undef, 1 ],
     mixed_s    => [ $pki->crt('api'), $pki->key('api'), 'TLSv1.2', 0 ],
+    names      => [ $pki->crt('both'), $pki->key('both'), undef, 0 ],
 );
 
 my $conf = '';
@@ -94,6 +100,14 @@ for my $name (sort keys %mocks) {
 }
 
 $conf .= <<'HTTP';
+    upstream tavusapi.test {
+        server 127.0.0.1:%%PORT_names%%;
+    }
+
+    upstream other.test {
+        server 127.0.0.1:%%PORT_names%%;
+    }
+
     upstream g_plain {
         server 127.0.0.1:%%PORT_plain%%;
         keepalive 4;
@@ -142,6 +156,20 @@ $conf .= <<"LOC";
             tavus_api_key_file $p/api.key;
             tavus_ssl_name tavusapi.test;
             tavus_ssl_trusted_certificate ${\ $pki->crt('other')};
+        }
+
+        location ~ ^/name_a/(?<replica>[^/]*)\$ {
+            tavus_delete_replica \$replica;
+            tavus_pass https://tavusapi.test;
+            tavus_api_key_file $p/api.key;
+            tavus_ssl_trusted_certificate $root;
+        }
+
+        location ~ ^/name_b/(?<replica>[^/]*)\$ {
+            tavus_delete_replica \$replica;
+            tavus_pass https://other.test;
+            tavus_api_key_file $p/api.key;
+            tavus_ssl_trusted_certificate $root;
         }
 
         location ~ ^/plain/(?<replica>[^/]*)\$ {
@@ -359,7 +387,41 @@ is(join(' ', map { $_->{reused} } TavusTLS::tls_log($t, 'mixed_s')), '. r',
    'two locations, sessions: the trusting location resumed its own session');
 
 ###############################################################################
-# 4. plain http://: there is nothing to verify, and a group's kept-alive
+# 4. one context, two names: a session verified for one is not offered for
+# the other, though the server address is the same
+
+deleted_ok('name_a', 'r20', 'two names: tavusapi.test');
+deleted_ok('name_b', 'r21', 'two names: other.test');
+deleted_ok('name_a', 'r22', 'two names: tavusapi.test again');
+deleted_ok('name_b', 'r23', 'two names: other.test again');
+
+is(join(' ', map { "$_->{sni}:$_->{reused}" } TavusTLS::tls_log($t, 'names')),
+   'tavusapi.test:. other.test:. tavusapi.test:r other.test:r',
+   'two names: each resumes only its own name\'s session');
+
+{
+    my ($ok, $out) = $t->nginx_t(<<'HTTP');
+    server {
+        listen 127.0.0.1:%%PORT_gw%%;
+
+        location ~ ^/(?<replica>[^/]*)$ {
+            tavus_delete_replica $replica;
+            tavus_pass https://127.0.0.1:1;
+            tavus_api_key K-1;
+            tavus_ssl_name $host;
+        }
+    }
+HTTP
+
+    ok(!$ok, 'tavus_ssl_name with variables: nginx -t fails');
+    like($out, qr/"tavus_ssl_name" directive cannot have variables: a (?#
+                  )delete's connections and sessions are verified for one (?#
+                  )name in \S+:\d+/,
+         'tavus_ssl_name with variables: the reason and the place');
+}
+
+###############################################################################
+# 5. plain http://: there is nothing to verify, and a group's kept-alive
 # connections are shared with proxy_pass, as nginx shares them
 
 $r = $t->http(port => $gw, path => '/proxy/plain/rproxied');
