@@ -402,10 +402,12 @@ ngx_http_tavus_send_answer(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx,
 
     /*
      * the header filter adds Content-Type, Cache-Control and Allow;
-     * no If-Match, If-None-Match or the like makes it a 412 or a 304
+     * no If-Match, If-None-Match or the like makes it a 412 or a 304,
+     * and no Range a 206, whatever an X-Accel-Redirect answer allowed
      */
 
     r->disable_not_modified = 1;
+    r->allow_ranges = 0;
 
     r->headers_out.status = a->status;
     r->headers_out.content_length_n = out->buf->last - out->buf->pos;

@@ -442,7 +442,9 @@ ngx_http_tavus_log_escape(u_char *dst, u_char *src, size_t len)
 
 /*
  * Escapes a string of valid UTF-8 for a JSON string literal; with dst
- * NULL, returns the length of the escaped string.
+ * NULL, returns the length of the escaped string.  "<", ">" and "&" are
+ * escaped too, as \u003c and so on: an operator's SSI, or a browser,
+ * must not take upstream text in an answer for markup.
  */
 
 static size_t
@@ -465,7 +467,9 @@ ngx_http_tavus_json_escape(u_char *dst, u_char *src, size_t len)
             {
                 n++;
 
-            } else if (c < 0x20 || c == 0x7f) {
+            } else if (c < 0x20 || c == 0x7f
+                       || c == '<' || c == '>' || c == '&')
+            {
                 n += sizeof("\\u0000") - 2;
             }
         }
@@ -507,7 +511,7 @@ ngx_http_tavus_json_escape(u_char *dst, u_char *src, size_t len)
             break;
 
         default:
-            if (c < 0x20 || c == 0x7f) {
+            if (c < 0x20 || c == 0x7f || c == '<' || c == '>' || c == '&') {
                 *p++ = '\\'; *p++ = 'u'; *p++ = '0'; *p++ = '0';
                 *p++ = hex[c >> 4];
                 *p++ = hex[c & 0xf];

@@ -608,6 +608,10 @@ ngx_http_tavus_finalize_request(ngx_http_request_t *r, ngx_int_t rc)
 
     } else {
         outcome = NGX_HTTP_TAVUS_UPSTREAM_ERROR;
+
+        /* and no upstream answer to count in the metrics */
+
+        ngx_memzero(&ctx->status, sizeof(ngx_http_status_t));
     }
 
     ngx_http_tavus_answer_init(&ctx->answer, outcome);

@@ -159,6 +159,15 @@ like($m, qr/^tavus_requests_total\{label="",outcome="upstream_invalid_(?#
             )response",hard="false"\} 2$/m,
      'metrics: only the truncated answers are invalid responses');
 
+# the answers counted by class are those of the last tries: the two
+# truncated 200s, not the 503 of a first try
+
+my %class = $m =~ /^tavus_upstream_responses_total\{label="",(?#
+                    )class="(\dxx)"\} (\d+)$/mg;
+is(join(' ', map { "$_=$class{$_}" } sort keys %class),
+   '1xx=0 2xx=2 3xx=0 4xx=0 5xx=0',
+   'metrics: upstream answers by class, of the last tries');
+
 $t->stop;
 
 done_testing;
