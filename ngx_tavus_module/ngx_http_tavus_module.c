@@ -26,6 +26,8 @@ static ngx_int_t ngx_http_tavus_fingerprint_variable(ngx_http_request_t *r,
 
 static ngx_int_t ngx_http_tavus_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_tavus_check_key_variables(ngx_conf_t *cf);
+static ngx_uint_t ngx_http_tavus_variable_defined(ngx_conf_t *cf,
+    ngx_str_t *name);
 static void *ngx_http_tavus_create_main_conf(ngx_conf_t *cf);
 static void *ngx_http_tavus_create_srv_conf(ngx_conf_t *cf);
 static void *ngx_http_tavus_create_loc_conf(ngx_conf_t *cf);
@@ -489,44 +491,18 @@ ngx_http_tavus_init(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_tavus_check_key_variables(ngx_conf_t *cf)
 {
-    ngx_uint_t                   i, n;
-    ngx_str_t                   *name;
-    ngx_hash_key_t              *hk;
-    ngx_http_variable_t         *pv;
+    ngx_uint_t                   i;
     ngx_http_tavus_key_t       **key;
-    ngx_http_core_main_conf_t   *cmcf;
     ngx_http_tavus_main_conf_t  *tmcf;
 
     tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_tavus_module);
-    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 
     key = tmcf->key_variables.elts;
 
     for (i = 0; i < tmcf->key_variables.nelts; i++) {
 
-        name = &key[i]->variable;
-
-        hk = cmcf->variables_keys->keys.elts;
-
-        for (n = 0; n < cmcf->variables_keys->keys.nelts; n++) {
-            if (name->len == hk[n].key.len
-                && ngx_strncasecmp(name->data, hk[n].key.data, name->len)
-                   == 0)
-            {
-                goto next;
-            }
-        }
-
-        pv = cmcf->prefix_variables.elts;
-
-        for (n = 0; n < cmcf->prefix_variables.nelts; n++) {
-            if (name->len >= pv[n].name.len
-                && ngx_strncasecmp(name->data, pv[n].name.data,
-                                   pv[n].name.len)
-                   == 0)
-            {
-                goto next;
-            }
+        if (ngx_http_tavus_variable_defined(cf, &key[i]->variable)) {
+            continue;
         }
 
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
@@ -535,13 +511,44 @@ ngx_http_tavus_check_key_variables(ngx_conf_t *cf)
                       "\"tavus_api_key_file\" in %s:%ui",
                       key[i]->file, key[i]->line);
         return NGX_ERROR;
-
-    next:
-
-        continue;
     }
 
     return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_tavus_variable_defined(ngx_conf_t *cf, ngx_str_t *name)
+{
+    ngx_uint_t                  n;
+    ngx_hash_key_t             *hk;
+    ngx_http_variable_t        *pv;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    hk = cmcf->variables_keys->keys.elts;
+
+    for (n = 0; n < cmcf->variables_keys->keys.nelts; n++) {
+        if (name->len == hk[n].key.len
+            && ngx_strncasecmp(name->data, hk[n].key.data, name->len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    pv = cmcf->prefix_variables.elts;
+
+    for (n = 0; n < cmcf->prefix_variables.nelts; n++) {
+        if (name->len >= pv[n].name.len
+            && ngx_strncasecmp(name->data, pv[n].name.data, pv[n].name.len)
+               == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
 }
 
 
