@@ -15,9 +15,11 @@
 #define NGX_HTTP_TAVUS_RANDOM_SIZE     4096
 
 
-static void ngx_http_tavus_cleanup(void *data);
-static ngx_int_t ngx_http_tavus_eval_key(ngx_http_request_t *r,
+static ngx_int_t ngx_http_tavus_check_request(ngx_http_request_t *r,
     ngx_http_tavus_loc_conf_t *tlcf, ngx_http_tavus_ctx_t *ctx);
+static ngx_int_t ngx_http_tavus_start_upstream(ngx_http_request_t *r,
+    ngx_http_tavus_loc_conf_t *tlcf, ngx_http_tavus_ctx_t *ctx);
+static void ngx_http_tavus_cleanup(void *data);
 static ngx_int_t ngx_http_tavus_eval_pass(ngx_http_request_t *r,
     ngx_http_tavus_loc_conf_t *tlcf, ngx_http_tavus_ctx_t *ctx);
 static ngx_int_t ngx_http_tavus_local_answer(ngx_http_request_t *r,
@@ -26,13 +28,17 @@ static ngx_http_variable_value_t *ngx_http_tavus_request_id(
     ngx_http_request_t *r, ngx_http_tavus_loc_conf_t *tlcf);
 
 
+/*
+ * The content handler: the request is checked first, and only a request
+ * that passes every check starts the upstream request.  A refusal, a dry
+ * run and a misconfigured key are answered here, with no upstream call.
+ */
+
 ngx_int_t
 ngx_http_tavus_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                   rc, hard;
-    ngx_str_t                   value;
+    ngx_int_t                   rc, outcome;
     ngx_pool_cleanup_t         *cln;
-    ngx_http_upstream_t        *u;
     ngx_http_tavus_ctx_t       *ctx;
     ngx_http_tavus_loc_conf_t  *tlcf;
 
@@ -56,6 +62,8 @@ ngx_http_tavus_handler(ngx_http_request_t *r)
 
     ngx_http_set_ctx(r, ctx, ngx_http_tavus_module);
 
+    /* the mark that ngx_http_tavus_get_ctx() finds after a redirect */
+
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -70,11 +78,39 @@ ngx_http_tavus_handler(ngx_http_request_t *r)
         return rc;
     }
 
+    outcome = ngx_http_tavus_check_request(r, tlcf, ctx);
+
+    if (outcome == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (outcome != NGX_HTTP_TAVUS_OUTCOME_NONE) {
+        return ngx_http_tavus_local_answer(r, ctx, outcome);
+    }
+
+    return ngx_http_tavus_start_upstream(r, tlcf, ctx);
+}
+
+
+/*
+ * Every check, in the order of the answers' precedence: the outcome of
+ * the first that fails (an answer the module makes), NGX_ERROR, or
+ * NGX_HTTP_TAVUS_OUTCOME_NONE when the delete may go upstream.  Sets the
+ * replica id, the hard flag and the key in the context.
+ */
+
+static ngx_int_t
+ngx_http_tavus_check_request(ngx_http_request_t *r,
+    ngx_http_tavus_loc_conf_t *tlcf, ngx_http_tavus_ctx_t *ctx)
+{
+    ngx_int_t  hard;
+    ngx_str_t  value;
+
     /* parsed first, so that $tavus_hard shows it whatever is refused */
 
     if (tlcf->hard) {
         if (ngx_http_complex_value(r, tlcf->hard, &value) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_ERROR;
         }
 
     } else if (r->args.len == 0
@@ -97,24 +133,21 @@ ngx_http_tavus_handler(ngx_http_request_t *r)
      */
 
     if (!r->internal && r->method != NGX_HTTP_DELETE) {
-        return ngx_http_tavus_local_answer(r, ctx,
-                                           NGX_HTTP_TAVUS_METHOD_NOT_ALLOWED);
+        return NGX_HTTP_TAVUS_METHOD_NOT_ALLOWED;
     }
 
     if (ngx_http_complex_value(r, tlcf->replica_id, &value) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     if (ngx_http_tavus_valid_replica_id(value.data, value.len) != NGX_OK) {
-        return ngx_http_tavus_local_answer(r, ctx,
-                                           NGX_HTTP_TAVUS_INVALID_REPLICA_ID);
+        return NGX_HTTP_TAVUS_INVALID_REPLICA_ID;
     }
 
     ctx->replica_id = value;
 
     if (hard == NGX_ERROR) {
-        return ngx_http_tavus_local_answer(r, ctx,
-                                           NGX_HTTP_TAVUS_INVALID_HARD);
+        return NGX_HTTP_TAVUS_INVALID_HARD;
     }
 
     if (ctx->hard) {
@@ -124,32 +157,41 @@ ngx_http_tavus_handler(ngx_http_request_t *r)
         } else if (ngx_http_complex_value(r, tlcf->allow_hard, &value)
                    != NGX_OK)
         {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_ERROR;
         }
 
         if (!ngx_http_tavus_parse_switch(value.data, value.len)) {
-            return ngx_http_tavus_local_answer(r, ctx,
-                                           NGX_HTTP_TAVUS_HARD_DELETE_DENIED);
+            return NGX_HTTP_TAVUS_HARD_DELETE_DENIED;
         }
     }
 
     if (ngx_http_tavus_eval_key(r, tlcf, ctx) != NGX_OK) {
-        return ngx_http_tavus_local_answer(r, ctx,
-                                        NGX_HTTP_TAVUS_GATEWAY_MISCONFIGURED);
+        return NGX_HTTP_TAVUS_GATEWAY_MISCONFIGURED;
     }
 
     /* all checks done, the key chosen: a dry run stops here */
 
     if (tlcf->dry_run) {
         if (ngx_http_complex_value(r, tlcf->dry_run, &value) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_ERROR;
         }
 
         if (ngx_http_tavus_parse_dry_run(value.data, value.len)) {
-            return ngx_http_tavus_local_answer(r, ctx,
-                                               NGX_HTTP_TAVUS_DRY_RUN);
+            return NGX_HTTP_TAVUS_DRY_RUN;
         }
     }
+
+    return NGX_HTTP_TAVUS_OUTCOME_NONE;
+}
+
+
+/* the upstream request, as the memcached module starts one */
+
+static ngx_int_t
+ngx_http_tavus_start_upstream(ngx_http_request_t *r,
+    ngx_http_tavus_loc_conf_t *tlcf, ngx_http_tavus_ctx_t *ctx)
+{
+    ngx_http_upstream_t  *u;
 
     if (ngx_http_upstream_create(r) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -167,6 +209,7 @@ ngx_http_tavus_handler(ngx_http_request_t *r)
     } else {
         ngx_str_set(&u->schema, "http://");
     }
+
     u->output.tag = (ngx_buf_tag_t) &ngx_http_tavus_module;
 
     u->conf = &tlcf->upstream;
@@ -182,8 +225,8 @@ ngx_http_tavus_handler(ngx_http_request_t *r)
     u->abort_request = ngx_http_tavus_abort_request;
     u->finalize_request = ngx_http_tavus_finalize_request;
 
-    u->input_filter_init = ngx_http_tavus_filter_init;
-    u->input_filter = ngx_http_tavus_filter;
+    u->input_filter_init = ngx_http_tavus_input_filter_init;
+    u->input_filter = ngx_http_tavus_input_filter;
     u->input_filter_ctx = ctx;
 
     /*
@@ -253,58 +296,6 @@ static void
 ngx_http_tavus_cleanup(void *data)
 {
     /* only a marker for ngx_http_tavus_get_ctx() */
-}
-
-
-static ngx_int_t
-ngx_http_tavus_eval_key(ngx_http_request_t *r,
-    ngx_http_tavus_loc_conf_t *tlcf, ngx_http_tavus_ctx_t *ctx)
-{
-    ngx_int_t   rc;
-    ngx_str_t   key;
-    ngx_uint_t  level;
-
-    ctx->key_conf = tlcf->key;
-
-    if (tlcf->key->complex == NULL) {
-        ctx->key = tlcf->key->value;
-        return NGX_OK;
-    }
-
-    /*
-     * nginx's map and script code debug-log the values they produce:
-     * debug logging is off while the key is made, and variables it is
-     * made of are cached by then, so later lookups log nothing either
-     */
-
-    level = r->connection->log->log_level;
-    r->connection->log->log_level &= ~NGX_LOG_DEBUG_ALL;
-
-    rc = ngx_http_complex_value(r, tlcf->key->complex, &key);
-
-    r->connection->log->log_level = level;
-
-    if (rc != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (key.len == 0) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "\"tavus_api_key\" evaluated to an empty key");
-        return NGX_ERROR;
-    }
-
-    if (ngx_http_tavus_valid_key(key.data, key.len) != NGX_OK) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "\"tavus_api_key\" evaluated to a key with a control "
-                      "character, a byte above ASCII or a space at either "
-                      "end");
-        return NGX_ERROR;
-    }
-
-    ctx->key = key;
-
-    return NGX_OK;
 }
 
 

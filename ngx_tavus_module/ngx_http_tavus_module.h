@@ -101,6 +101,12 @@ typedef struct {
     ngx_http_upstream_conf_t     upstream;
 
     ngx_http_complex_value_t    *replica_id;
+
+    /* where tavus_delete_replica is, for the messages about the location */
+    ngx_str_t                    location;
+    u_char                      *file;
+    ngx_uint_t                   line;
+
     ngx_http_complex_value_t    *hard;
     ngx_http_complex_value_t    *allow_hard;
     ngx_http_complex_value_t    *dry_run;
@@ -148,7 +154,7 @@ typedef struct {
     ngx_chain_t                 *out;
 
     /* an error nginx answers itself, whose body is replaced */
-    ngx_uint_t                   special;
+    ngx_uint_t                   replace_status;
 
     /* the upstream answer, read whole in process_header */
     ngx_http_tavus_state_e       state;
@@ -171,31 +177,49 @@ typedef struct {
 } ngx_http_tavus_ctx_t;
 
 
+ngx_http_complex_value_t *ngx_http_tavus_compile(ngx_conf_t *cf,
+    ngx_str_t *value);
+ngx_int_t ngx_http_tavus_add_variables(ngx_conf_t *cf);
+
+char *ngx_http_tavus_api_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+char *ngx_http_tavus_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_tavus_check_key_variables(ngx_conf_t *cf);
+ngx_int_t ngx_http_tavus_eval_key(ngx_http_request_t *r,
+    ngx_http_tavus_loc_conf_t *tlcf, ngx_http_tavus_ctx_t *ctx);
+ngx_int_t ngx_http_tavus_fingerprint(u_char *dst, u_char *data, size_t len);
+ngx_int_t ngx_http_tavus_key_fingerprint(ngx_http_tavus_ctx_t *ctx,
+    u_char *dst);
+
 ngx_int_t ngx_http_tavus_handler(ngx_http_request_t *r);
 ngx_http_tavus_ctx_t *ngx_http_tavus_get_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_http_tavus_send_answer(ngx_http_request_t *r,
     ngx_http_tavus_ctx_t *ctx, ngx_http_tavus_answer_t *a);
 ngx_chain_t *ngx_http_tavus_answer_body(ngx_http_request_t *r,
     ngx_http_tavus_ctx_t *ctx, ngx_http_tavus_answer_t *a);
-ngx_int_t ngx_http_tavus_init_filters(ngx_conf_t *cf);
+ngx_int_t ngx_http_tavus_filter_init(ngx_conf_t *cf);
 
 #if (NGX_HTTP_SSL)
 void ngx_http_tavus_ssl_create_conf(ngx_http_tavus_loc_conf_t *conf);
-ngx_int_t ngx_http_tavus_ssl_merge_conf(ngx_conf_t *cf,
-    ngx_http_tavus_loc_conf_t *conf, ngx_http_tavus_loc_conf_t *prev);
-ngx_int_t ngx_http_tavus_ssl_init_upstreams(ngx_conf_t *cf);
+void ngx_http_tavus_ssl_merge_conf(ngx_http_tavus_loc_conf_t *conf,
+    ngx_http_tavus_loc_conf_t *prev);
+ngx_int_t ngx_http_tavus_ssl_init_location(ngx_conf_t *cf,
+    ngx_http_tavus_loc_conf_t *tlcf);
+ngx_int_t ngx_http_tavus_peer_init_upstreams(ngx_conf_t *cf);
+ngx_int_t ngx_http_tavus_peer_init_sessions(ngx_conf_t *cf,
+    ngx_http_tavus_ssl_t *tssl, ngx_flag_t reuse);
 char *ngx_http_tavus_ssl_name(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 #endif
 
-ngx_int_t ngx_http_tavus_fingerprint(u_char *dst, u_char *data, size_t len);
-
+ngx_int_t ngx_http_tavus_prepare_request(ngx_conf_t *cf,
+    ngx_http_tavus_loc_conf_t *conf);
 ngx_int_t ngx_http_tavus_create_request(ngx_http_request_t *r);
 ngx_int_t ngx_http_tavus_reinit_request(ngx_http_request_t *r);
 
 ngx_int_t ngx_http_tavus_process_header(ngx_http_request_t *r);
-ngx_int_t ngx_http_tavus_filter_init(void *data);
-ngx_int_t ngx_http_tavus_filter(void *data, ssize_t bytes);
+ngx_int_t ngx_http_tavus_input_filter_init(void *data);
+ngx_int_t ngx_http_tavus_input_filter(void *data, ssize_t bytes);
 void ngx_http_tavus_abort_request(ngx_http_request_t *r);
 void ngx_http_tavus_finalize_request(ngx_http_request_t *r, ngx_int_t rc);
 

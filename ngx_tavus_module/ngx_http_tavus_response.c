@@ -487,12 +487,7 @@ ngx_http_tavus_log_upstream(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx,
         return;
     }
 
-    if (ctx->key_conf->complex == NULL) {
-        ngx_memcpy(fp, ctx->key_conf->fingerprint, sizeof(fp));
-
-    } else if (ngx_http_tavus_fingerprint(fp, ctx->key.data, ctx->key.len)
-               != NGX_OK)
-    {
+    if (ngx_http_tavus_key_fingerprint(ctx, fp) != NGX_OK) {
         ngx_memset(fp, '?', sizeof(fp));
     }
 
@@ -518,7 +513,7 @@ ngx_http_tavus_invalid(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx,
 
 
 ngx_int_t
-ngx_http_tavus_filter_init(void *data)
+ngx_http_tavus_input_filter_init(void *data)
 {
     ngx_http_tavus_ctx_t  *ctx = data;
 
@@ -535,7 +530,7 @@ ngx_http_tavus_filter_init(void *data)
  */
 
 ngx_int_t
-ngx_http_tavus_filter(void *data, ssize_t bytes)
+ngx_http_tavus_input_filter(void *data, ssize_t bytes)
 {
     ngx_http_tavus_ctx_t  *ctx = data;
 
@@ -622,5 +617,5 @@ ngx_http_tavus_finalize_request(ngx_http_request_t *r, ngx_int_t rc)
     ngx_http_tavus_answer_init(&ctx->answer, outcome);
 
     ctx->answer.status = rc;
-    ctx->special = rc;
+    ctx->replace_status = rc;
 }
