@@ -221,7 +221,7 @@ ngx_http_tavus_start_upstream(ngx_http_request_t *r,
 
     u->create_request = ngx_http_tavus_create_request;
     u->reinit_request = ngx_http_tavus_reinit_request;
-    u->process_header = ngx_http_tavus_process_header;
+    u->process_header = ngx_http_tavus_process_status_line;
     u->abort_request = ngx_http_tavus_abort_request;
     u->finalize_request = ngx_http_tavus_finalize_request;
 

@@ -132,12 +132,6 @@ typedef struct {
 } ngx_http_tavus_loc_conf_t;
 
 
-typedef enum {
-    ngx_http_tavus_st_status = 0,
-    ngx_http_tavus_st_header,
-    ngx_http_tavus_st_body,
-    ngx_http_tavus_st_chunked
-} ngx_http_tavus_state_e;
 
 
 typedef struct {
@@ -156,8 +150,7 @@ typedef struct {
     /* an error nginx answers itself, whose body is replaced */
     ngx_uint_t                   replace_status;
 
-    /* the upstream answer, read whole in process_header */
-    ngx_http_tavus_state_e       state;
+    /* the upstream answer, read whole by the process_* callbacks */
     ngx_http_status_t            status;
     ngx_http_chunked_t           chunked;
     off_t                        content_length;
@@ -217,7 +210,7 @@ ngx_int_t ngx_http_tavus_prepare_request(ngx_conf_t *cf,
 ngx_int_t ngx_http_tavus_create_request(ngx_http_request_t *r);
 ngx_int_t ngx_http_tavus_reinit_request(ngx_http_request_t *r);
 
-ngx_int_t ngx_http_tavus_process_header(ngx_http_request_t *r);
+ngx_int_t ngx_http_tavus_process_status_line(ngx_http_request_t *r);
 ngx_int_t ngx_http_tavus_input_filter_init(void *data);
 ngx_int_t ngx_http_tavus_input_filter(void *data, ssize_t bytes);
 void ngx_http_tavus_abort_request(ngx_http_request_t *r);

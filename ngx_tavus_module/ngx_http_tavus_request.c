@@ -146,7 +146,7 @@ ngx_http_tavus_reinit_request(ngx_http_request_t *r)
     ctx->answer.outcome = NGX_HTTP_TAVUS_OUTCOME_NONE;
     ctx->out = NULL;
     ctx->replace_status = 0;
-    ctx->state = ngx_http_tavus_st_status;
+    r->upstream->process_header = ngx_http_tavus_process_status_line;
     ngx_memzero(&ctx->status, sizeof(ngx_http_status_t));
     ngx_memzero(&ctx->chunked, sizeof(ngx_http_chunked_t));
     ctx->content_length = -1;
