@@ -30,7 +30,9 @@ package TavusTest;
 #   TavusTest->new(no_module => 1?)   temporary prefix; no_module only for
 #                                     the harness's own test (t/00-harness.t)
 #   $t->require_module                BAIL_OUT unless the module is built
-#   $t->port(NAME)                    a free 127.0.0.1 port, memoised by name
+#   $t->port(NAME)                    a free 127.0.0.1 port, memoised by
+#                                     name, outside the kernel's ephemeral
+#                                     range (t/lib/TavusProc.pm says why)
 #   $t->prefix, $t->write_file(NAME, CONTENT), $t->read_file(NAME)
 #   $t->run(HTTP_BLOCK)               write nginx.conf, start nginx, wait for
 #                                     every `listen` port; %%PORT_name%% and
@@ -57,6 +59,10 @@ package TavusTest;
 #   $t->error_log                     this run's error log
 #   $t->stop                          stop mocks and nginx; a failure if the
 #                                     error log has [alert], [crit], [emerg]
+#
+# The ports, processes and files underneath (free_port, spawn, reap,
+# slurp, ...) are t/lib/TavusProc.pm, which the bench and the soak use
+# too.
 #
 # Environment:
 #     TAVUS_MODULE   the module to load (default <repo>/build/ngx_http_tavus_module.so)
@@ -85,6 +91,8 @@ use Socket qw(SOL_SOCKET SO_LINGER IPPROTO_TCP TCP_NODELAY);
 use POSIX ();
 use Time::HiRes ();
 use JSON::PP ();
+
+use TavusProc ();
 
 our $VERSION = '0.1';
 
@@ -150,84 +158,32 @@ sub _module {
     };
 }
 
-# a free TCP port on 127.0.0.1, chosen now, the same one for the same name
-#
-# Ports are taken outside the kernel's ephemeral range: a port from that
-# range can become the local port of one of nginx's own upstream
-# connections, and a connection to a port nobody listens on (a "refused"
-# upstream) then connects to itself (TCP simultaneous open) and reads its
-# own request back instead of being refused.
-
-my @EPHEMERAL = do {
-    my @r;
-    if (open my $fh, '<', '/proc/sys/net/ipv4/ip_local_port_range') {
-        @r = split ' ', <$fh> // '';
-        close $fh;
-    }
-    @r == 2 ? @r : (32768, 60999);
-};
-
-sub _port_range {
-    my ($lo, $hi) = @EPHEMERAL;
-
-    return (10000, $lo - 1) if $lo - 1 - 10000 >= 1000;
-    return ($hi + 1, 65535) if 65535 - ($hi + 1) >= 1000;
-    return (1025, 65535);
-}
+# a free TCP port on 127.0.0.1, chosen now, the same one for the same name:
+# outside the kernel's ephemeral range, for the reason given in
+# t/lib/TavusProc.pm (the one port policy of the suite, the bench, the
+# soak and `make run`)
 
 sub port {
     my ($self, $name) = @_;
 
     $name //= 'default';
-    return $self->{ports}{$name} if $self->{ports}{$name};
-
-    my ($lo, $hi) = _port_range();
-
-    for (1 .. 500) {
-        my $port = $lo + int(rand($hi - $lo + 1));
-
-        next if $self->{used}{$port};
-
-        my $s = IO::Socket::INET->new(
-            LocalAddr => '127.0.0.1',
-            LocalPort => $port,
-            Proto     => 'tcp',
-            Listen    => 1,
-        ) or next;
-
-        close $s;
-
-        $self->{used}{$port} = 1;
-
-        return $self->{ports}{$name} = $port;
-    }
-
-    die "no distinct free port found for $name in $lo-$hi";
+    return $self->{ports}{$name} //= TavusProc::free_port(
+        used => $self->{used});
 }
 
 sub write_file {
     my ($self, $name, $content) = @_;
-
-    my $path = $name =~ m{^/} ? $name : "$self->{prefix}/$name";
-
-    open my $fh, '>:raw', $path or die "cannot write $path: $!";
-    print $fh $content;
-    close $fh or die "cannot close $path: $!";
-
-    return $path;
+    return TavusProc::spew($self->_path($name), $content);
 }
 
 sub read_file {
     my ($self, $name) = @_;
+    return TavusProc::slurp($self->_path($name));
+}
 
-    my $path = $name =~ m{^/} ? $name : "$self->{prefix}/$name";
-
-    open my $fh, '<:raw', $path or return '';
-    local $/;
-    my $content = <$fh>;
-    close $fh;
-
-    return $content // '';
+sub _path {
+    my ($self, $name) = @_;
+    return $name =~ m{^/} ? $name : "$self->{prefix}/$name";
 }
 
 # placeholders: %%PORT_name%% and %%PREFIX%%
@@ -328,32 +284,25 @@ sub run {
     my @ports = $conf =~ /\blisten\s+(?:127\.0\.0\.1:)?(\d+)\b/g;
     die "run: no 'listen 127.0.0.1:PORT' in the config" unless @ports;
 
-    my $pid = fork() // die "fork: $!";
-
-    if ($pid == 0) {
-        setpgrp(0, 0);
-        open STDOUT, '>>', "$p/nginx.stderr";
-        open STDERR, '>&', \*STDOUT;
-        my @wrapper = split ' ', $ENV{TAVUS_WRAPPER} // '';
-        exec @wrapper, $self->{nginx}, '-p', "$p/", '-c', "$p/nginx.conf",
-             '-e', "$p/error.log"
-            or POSIX::_exit(127);
-    }
+    my $pid = TavusProc::spawn(
+        group => 1, out => "$p/nginx.stderr", name => 'nginx',
+        cmd => [ split(' ', $ENV{TAVUS_WRAPPER} // ''), $self->{nginx},
+                 '-p', "$p/", '-c', "$p/nginx.conf", '-e', "$p/error.log" ]);
 
     $self->{pid} = $pid;
-    $self->{watchdog} = _watchdog($pid);
+    $self->{watchdog} = TavusProc::watchdog($pid);
 
     my $deadline = Time::HiRes::time() + $TIMEOUT;
     my @waiting = @ports;
 
     while (@waiting) {
-        if (waitpid($pid, POSIX::WNOHANG()) == $pid) {
+        if (defined(my $status = TavusProc::reap($pid, 0))) {
             delete $self->{pid};
             my $why = $self->error_log . $self->read_file('nginx.stderr');
-            die "nginx exited at start (status $?):\n$why";
+            die "nginx exited at start (status $status):\n$why";
         }
 
-        @waiting = grep { !_can_connect($_) } @waiting;
+        @waiting = grep { !TavusProc::can_connect($_) } @waiting;
         last unless @waiting;
 
         if (Time::HiRes::time() > $deadline) {
@@ -366,44 +315,6 @@ sub run {
     }
 
     return $self;
-}
-
-# a process that stops nginx (its process group) if the test process goes
-# away without cleaning up (SIGKILL, a CI timeout)
-
-sub _watchdog {
-    my ($pid) = @_;
-
-    my $parent = $$;
-    my $wd = fork() // die "fork: $!";
-
-    return $wd if $wd;
-
-    $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP PIPE);
-    open STDIN, '<', '/dev/null';
-    open STDOUT, '>', '/dev/null';
-    open STDERR, '>', '/dev/null';
-
-    Time::HiRes::sleep(0.2) while getppid() == $parent;
-
-    kill 'QUIT', -$pid;
-    Time::HiRes::sleep(1);
-    kill 'KILL', -$pid;
-
-    POSIX::_exit(0);
-}
-
-sub _can_connect {
-    my ($port) = @_;
-
-    my $s = IO::Socket::INET->new(
-        PeerAddr => '127.0.0.1',
-        PeerPort => $port,
-        Proto    => 'tcp',
-    ) or return 0;
-
-    close $s;
-    return 1;
 }
 
 sub error_log {
@@ -451,15 +362,15 @@ sub _shutdown {
     my @bad;
 
     kill 'QUIT', $pid;
-    my $status = _reap($pid, $TIMEOUT);
+    my $status = TavusProc::reap($pid, $TIMEOUT);
 
     unless (defined $status) {
         push @bad, "nginx did not stop in ${TIMEOUT}s after SIGQUIT";
         kill 'TERM', $pid;
-        $status = _reap($pid, 2);
+        $status = TavusProc::reap($pid, 2);
         unless (defined $status) {
             kill 'KILL', -$pid, $pid;
-            $status = _reap($pid, 2);
+            $status = TavusProc::reap($pid, 2);
         }
     }
 
@@ -473,23 +384,6 @@ sub _shutdown {
     push @bad, grep { /\[(?:alert|crit|emerg)\]/ } split /\n/, $self->error_log;
 
     return @bad ? @bad : (1);
-}
-
-# the wait status of the process, or undef if still running after timeout
-
-sub _reap {
-    my ($pid, $timeout) = @_;
-
-    my $deadline = Time::HiRes::time() + $timeout;
-
-    while (Time::HiRes::time() < $deadline) {
-        my $r = waitpid($pid, POSIX::WNOHANG());
-        return $? if $r == $pid;
-        return 0 if $r == -1;
-        Time::HiRes::sleep(0.01);
-    }
-
-    return undef;
 }
 
 # at exit, when the test did not call stop: kill everything, and add a
