@@ -9,6 +9,7 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use IO::Socket::INET;
+use POSIX ();
 use TavusTest;
 
 my $t = TavusTest->new(no_module => 1);
@@ -175,6 +176,28 @@ close $_ for @pending;
 $t->stop;
 
 is($m->connections, 5, 'raw mock: count kept after stop');
+
+# waiting for a log line: one written later, one that never comes
+
+$t->write_file('some.log', "a 1\nb 2\n");
+
+my $writer = fork() // die "fork: $!";
+if ($writer == 0) {
+    select(undef, undef, undef, 0.3);
+    open my $fh, '>>', $t->prefix . '/some.log' or POSIX::_exit(1);
+    print $fh "c 3\n";
+    close $fh;
+    POSIX::_exit(0);
+}
+
+is($t->wait_log('some.log', qr/^b /), 'b 2', 'wait_log: a line there');
+is($t->wait_log('some.log', sub { /^c (\d)/ ? $1 * 2 : undef }), 6,
+   'wait_log: a line written later, through a sub');
+waitpid($writer, 0);
+is($t->wait_log('some.log', qr/^d /, timeout => 0.2), undef,
+   'wait_log: undef for a line that never comes');
+is($t->wait_for(sub { 0 }, timeout => 0.1), undef,
+   'wait_for: undef when the condition never holds');
 
 done_testing;
 

@@ -14,7 +14,6 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use JSON::PP;
-use Time::HiRes ();
 use TavusTest;
 
 my $t = TavusTest->new->require_module;
@@ -117,17 +116,10 @@ sub log_entry {
 
     return {} unless defined $id && length $id;
 
-    my $deadline = Time::HiRes::time() + 5;
-
-    while (1) {
-        for (split /\n/, $t->read_file('hard.log')) {
-            my ($rid, @f) = split / /;
-            return { map { split /=/, $_, 2 } @f } if $rid eq $id;
-        }
-
-        return {} if Time::HiRes::time() > $deadline;
-        Time::HiRes::sleep(0.01);
-    }
+    return $t->wait_log('hard.log', sub {
+        my ($rid, @f) = split / /;
+        return $rid eq $id ? { map { split /=/, $_, 2 } @f } : undef;
+    }) // {};
 }
 
 my $n = 0;

@@ -14,7 +14,6 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use JSON::PP;
-use Time::HiRes ();
 use TavusTest qw(reply);
 
 my $t = TavusTest->new->require_module;
@@ -324,18 +323,11 @@ sub log_entry {
 
     return {} unless defined $id && length $id;
 
-    my $deadline = Time::HiRes::time() + 5;
-
-    while (1) {
-        for (split /\n/, $t->read_file('retry.log')) {
-            my ($rid, $outcome, $us, $ua) = split /\|/;
-            next unless $rid eq $id;
-            return { outcome => $outcome, us => $us, ua => $ua };
-        }
-
-        return {} if Time::HiRes::time() > $deadline;
-        Time::HiRes::sleep(0.01);
-    }
+    return $t->wait_log('retry.log', sub {
+        my ($rid, $outcome, $us, $ua) = split /\|/;
+        return $rid eq $id ? { outcome => $outcome, us => $us, ua => $ua }
+                           : undef;
+    }) // {};
 }
 
 # no field twice in the raw body, one Content-Type and Cache-Control, a

@@ -15,7 +15,6 @@ use lib 't/lib';
 use Test::More;
 use Test2::API qw(intercept);
 use JSON::PP;
-use Time::HiRes ();
 use TavusTest qw(reply);
 
 my $t = TavusTest->new->require_module;
@@ -161,18 +160,11 @@ sub log_entry {
 
     return {} unless defined $id && length $id;
 
-    my $deadline = Time::HiRes::time() + 5;
-
-    while (1) {
-        for (split /\n/, $t->read_file('ep.log')) {
-            my %e;
-            @e{qw(test request_id status outcome replica_id us)} = split /\|/;
-            return \%e if $e{test} eq $id;
-        }
-
-        return {} if Time::HiRes::time() > $deadline;
-        Time::HiRes::sleep(0.01);
-    }
+    return $t->wait_log('ep.log', sub {
+        my %e;
+        @e{qw(test request_id status outcome replica_id us)} = split /\|/;
+        return $e{test} eq $id ? \%e : undef;
+    }) // {};
 }
 
 my $seq = 0;

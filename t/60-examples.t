@@ -423,13 +423,8 @@ sub smoke_audit {
 
     # nginx writes the access log after the answer is sent: poll for it
 
-    my @audit = json_lines($t, 'tavus-audit.log');
-
-    for (1 .. 500) {
-        last if @audit >= 2;
-        select(undef, undef, undef, 0.01);
-        @audit = json_lines($t, 'tavus-audit.log');
-    }
+    my @audit;
+    $t->wait_for(sub { (@audit = json_lines($t, 'tavus-audit.log')) >= 2 });
 
     is(scalar @audit, 2, "$name: two audit lines (not the refused"
                          . ' handshake)');

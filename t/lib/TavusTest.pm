@@ -57,6 +57,13 @@ package TavusTest;
 #                                     http{} text of t/lib/mock-tavus.conf
 #   $t->mock_log(NAME)                its access log as a list of hashes
 #   $t->error_log                     this run's error log
+#   $t->wait_for(CODE, timeout => S)  CODE's first true value, polled;
+#                                     undef after S (TAVUS_TIMEOUT) seconds
+#   $t->wait_log(FILE, MATCH, timeout => S)
+#                                     the first line of FILE that MATCH (a
+#                                     regex, or a sub given the line in $_)
+#                                     takes, once nginx has written it;
+#                                     undef after S seconds
 #   $t->stop                          stop mocks and nginx; a failure if the
 #                                     error log has [alert], [crit], [emerg]
 #
@@ -320,6 +327,34 @@ sub run {
 sub error_log {
     my ($self) = @_;
     return $self->read_file('error.log');
+}
+
+# CODE's first true value, polled every 10 ms; undef after timeout
+# seconds (TAVUS_TIMEOUT)
+
+sub wait_for {
+    my ($self, $code, %o) = @_;
+    return TavusProc::wait_until($code, timeout => $o{timeout} // $TIMEOUT);
+}
+
+# the first line of a file of the prefix that MATCH takes, waited for:
+# nginx writes a request's access log line when the request ends, which
+# may be just after the client has its answer.  MATCH is a regex (the
+# line is returned) or a sub called with the line in $_ (its true value
+# is returned).  undef when no line came in timeout seconds.
+
+sub wait_log {
+    my ($self, $file, $match, %o) = @_;
+
+    my $take = ref $match eq 'CODE' ? $match : sub { /$match/ ? $_ : undef };
+
+    return $self->wait_for(sub {
+        for (split /\n/, $self->read_file($file)) {
+            my $v = $take->();
+            return $v if $v;
+        }
+        return undef;
+    }, %o);
 }
 
 # stop mocks, then nginx (QUIT, then TERM, then KILL); a failure if nginx
