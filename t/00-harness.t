@@ -177,6 +177,29 @@ $t->stop;
 
 is($m->connections, 5, 'raw mock: count kept after stop');
 
+# a slow raw mock: a wait step that ends when the peer goes away
+
+$m = $t->raw_mock(port => $t->port('slow'), script => [
+    [ { wait => 5 }, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n" ],
+    [ { wait => 0.1 }, "HTTP/1.1 204 No Content\r\n\r\n", { close => 1 } ],
+]);
+
+$s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                           PeerPort => $t->port('slow'))
+    or die "connect: $!";
+print $s "DELETE /a HTTP/1.1\r\nHost: x\r\n\r\n";
+ok($m->wait_for(request => 1), 'slow mock: request 1 received');
+ok(!$m->seen(eof => 1), 'slow mock: no eof while the peer is there');
+close $s;
+ok($m->wait_for(eof => 1), 'slow mock: the peer\'s close seen in the wait');
+ok(!$m->seen(answered => 1), 'slow mock: request 1 not answered');
+
+$r = $t->http(port => $t->port('slow'), path => '/b');
+is($r->{status}, 204, 'slow mock: a wait that runs out, then the answer');
+ok($m->seen(answered => 2), 'slow mock: request 2 answered');
+is($m->events, 'request-1 eof-1 request-2 answered-2', 'slow mock: events');
+is($m->connections, 2, 'slow mock: 2 connections');
+
 # waiting for a log line: one written later, one that never comes
 
 $t->write_file('some.log', "a 1\nb 2\n");

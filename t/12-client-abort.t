@@ -49,7 +49,7 @@ sub hang_up {
 
     print $s "DELETE $path HTTP/1.1\r\nHost: gw\r\n\r\n";
 
-    $t->wait_for(sub { $m->requests >= $n });
+    $m->wait_for(request => $n);
 
     close $s;
 }

@@ -51,8 +51,22 @@ package TavusTest;
 #   $t->json($r)                      the body as a JSON object, or a failure
 #   $t->answer($r, STATUS, {FIELDS}, NAME, keys => [..])
 #                                     the checks every module answer passes
-#   $t->raw_mock(port =>, script =>)  a TavusTest::RawMock: ->requests,
-#                                     ->received, ->connections, ->stop
+#   $t->raw_mock(port =>, script => [ ENTRY, ... ])
+#                                     a TavusTest::RawMock: a forked
+#                                     upstream that plays ENTRY n to request
+#                                     n (the last one to any later); an
+#                                     ENTRY is a list of steps: bytes to
+#                                     send, { sleep => S }, { wait => S } (a
+#                                     sleep that a close of the peer ends),
+#                                     { bytewise => 1 } (what follows a byte
+#                                     at a time), { close => 1 },
+#                                     { reset => 1 }, { hang => 1 }
+#       ->requests, ->received, ->connections, ->stop
+#       ->seen(EVENT, N), ->wait_for(EVENT, N, TIMEOUT), ->events
+#                                     the events of request N: request
+#                                     (received), answered (its entry
+#                                     played), eof (the peer closed during a
+#                                     wait)
 #   $t->mock_tavus(name =>, port =>, key =>)
 #                                     http{} text of t/lib/mock-tavus.conf
 #   $t->mock_log(NAME)                its access log as a list of hashes
@@ -931,34 +945,58 @@ sub _connection {
         or die "stream: $!";
     $stream->autoflush(1);
 
-    my $sel = IO::Select->new($c);
-    my $buf = '';
+    # this process serves this one connection: its state is the object's
+    @$self{qw(c stream buf)} = ($c, $stream, '');
 
     while (1) {
         my $end;
 
-        while (($end = index($buf, "\r\n\r\n")) < 0) {
-            return unless $sel->can_read(30);
-            my $n = sysread($c, my $chunk, 65536);
-            return unless $n;
-            print $stream $chunk;
-            $buf .= $chunk;
+        while (($end = index($self->{buf}, "\r\n\r\n")) < 0) {
+            return unless IO::Select->new($c)->can_read(30);
+            return unless $self->_read_more;
         }
 
-        my $request = substr($buf, 0, $end + 4, '');
+        my $request = substr($self->{buf}, 0, $end + 4, '');
         my $index = $self->_next_index_of('request');
 
-        my $file = sprintf("%s/request-%06d", $self->{dir}, $index);
-        open my $fh, '>:raw', "$file.tmp" or die "request: $!";
-        print $fh $request;
-        close $fh;
-        rename "$file.tmp", $file;
+        $self->_record('request', $index, $request);
 
         my @script = @{ $self->{script} };
         my $entry = $script[ $index <= @script ? $index - 1 : $#script ];
 
-        return unless $self->_play($c, $entry);
+        my $more = $self->_play($c, $entry, $index);
+        $self->_record('answered', $index) if $more || $self->{played};
+
+        return unless $more;
     }
+}
+
+# reads what the peer sent into the buffer (and the stream file): false
+# when the peer closed or reset the connection
+
+sub _read_more {
+    my ($self) = @_;
+
+    my $n = sysread($self->{c}, my $chunk, 65536);
+    return 0 unless $n;
+
+    print { $self->{stream} } $chunk;
+    $self->{buf} .= $chunk;
+
+    return 1;
+}
+
+# an event of request N: a file NAME-N in the mock's directory, made at
+# once (written aside, then renamed)
+
+sub _record {
+    my ($self, $name, $index, $content) = @_;
+
+    my $file = sprintf("%s/%s-%06d", $self->{dir}, $name, $index);
+    open my $fh, '>:raw', "$file.tmp" or die "$name: $!";
+    print $fh $content // sprintf('%.3f', Time::HiRes::time());
+    close $fh;
+    rename "$file.tmp", $file;
 }
 
 sub _next_index_of {
@@ -978,11 +1016,13 @@ sub _next_index_of {
 }
 
 # plays one script entry; returns false when the connection is done
+# ({played} tells whether the whole entry was played)
 
 sub _play {
-    my ($self, $c, $entry) = @_;
+    my ($self, $c, $entry, $index) = @_;
 
     my $bytewise = 0;
+    $self->{played} = 0;
 
     for my $step (ref $entry eq 'ARRAY' ? @$entry : ($entry)) {
 
@@ -999,16 +1039,31 @@ sub _play {
         } elsif (exists $step->{sleep}) {
             Time::HiRes::sleep($step->{sleep});
 
+        } elsif (exists $step->{wait}) {
+            # a slow upstream that sees its peer go: sleeps, but a peer
+            # that closes meanwhile ends the connection (event "eof")
+            my $deadline = Time::HiRes::time() + $step->{wait};
+            my $sel = IO::Select->new($c);
+
+            while ((my $left = $deadline - Time::HiRes::time()) > 0) {
+                next unless $sel->can_read($left);
+                next if $self->_read_more;
+                $self->_record('eof', $index);
+                return 0;
+            }
+
         } elsif ($step->{bytewise}) {
             $bytewise = 1;
 
         } elsif ($step->{close}) {
             close $c;
+            $self->{played} = 1;
             return 0;
 
         } elsif ($step->{reset}) {
             setsockopt($c, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0));
             close $c;
+            $self->{played} = 1;
             return 0;
 
         } elsif ($step->{hang}) {
@@ -1020,6 +1075,8 @@ sub _play {
             die "raw mock: unknown step";
         }
     }
+
+    $self->{played} = 1;
 
     return 1;
 }
@@ -1084,13 +1141,41 @@ sub connections {
     return $n;
 }
 
-sub _slurp {
-    my ($path) = @_;
-    open my $fh, '<:raw', $path or return '';
-    local $/;
-    my $c = <$fh>;
-    return $c // '';
+# request N (counting from 1, over all connections) had the event NAME:
+# "request" (received), "answered" (its script entry played to the end),
+# "eof" (the peer closed during a wait step)
+
+sub seen {
+    my ($self, $name, $n) = @_;
+    return -e sprintf("%s/%s-%06d", $self->{dir}, $name, $n);
 }
+
+# waits until it has; false after timeout seconds (TAVUS_TIMEOUT)
+
+sub wait_for {
+    my ($self, $name, $n, $timeout) = @_;
+    return TavusProc::wait_until(sub { $self->seen($name, $n) },
+                                 timeout => $timeout // $TIMEOUT);
+}
+
+# the events so far, "NAME-N ..." in order, for a diagnostic
+
+sub events {
+    my ($self) = @_;
+
+    my %order = (request => 0, eof => 1, answered => 2);
+
+    opendir my $dh, $self->{dir} or return '';
+    my @e = map { /^(\w+)-0*(\d+)$/ && exists $order{$1} ? [ $1, $2 ] : () }
+            readdir $dh;
+    closedir $dh;
+
+    return join ' ', map { "$_->[0]-$_->[1]" }
+                     sort { $a->[1] <=> $b->[1]
+                            || $order{ $a->[0] } <=> $order{ $b->[0] } } @e;
+}
+
+sub _slurp { TavusProc::slurp($_[0]) }
 
 sub stop {
     my ($self) = @_;
