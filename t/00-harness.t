@@ -196,7 +196,7 @@ ok(!$m->seen(answered => 1), 'slow mock: request 1 not answered');
 
 $r = $t->http(port => $t->port('slow'), path => '/b');
 is($r->{status}, 204, 'slow mock: a wait that runs out, then the answer');
-ok($m->seen(answered => 2), 'slow mock: request 2 answered');
+ok($m->wait_for(answered => 2), 'slow mock: request 2 answered');
 is($m->events, 'request-1 eof-1 request-2 answered-2', 'slow mock: events');
 is($m->connections, 2, 'slow mock: 2 connections');
 

@@ -39,8 +39,6 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use JSON::PP;
-use POSIX ();
-use Time::HiRes ();
 use Cwd ();
 use TavusTest;
 use TavusTLS ();
@@ -381,7 +379,7 @@ sub smoke_keepalive {
 sub smoke_resolver {
     my ($name, $conf) = @_;
 
-    my $dnsmasq = start_dnsmasq();
+    my $dns = $t->dnsmasq(args => [ '--address=/tavusapi.com/127.0.0.1' ]);
 
     $t->run($mock_tavus . $conf);
 
@@ -392,11 +390,10 @@ sub smoke_resolver {
 
     my @tls = TavusTLS::tls_log($t, 'tavus');
     is($tls[0]{sni} // '', 'tavusapi.com', "$name: SNI tavusapi.com");
-    like($t->read_file('dnsmasq.log'), qr/query\[A\] tavusapi\.com /,
+    like($dns->log, qr/query\[A\] tavusapi\.com /,
          "$name: nginx asked the resolver for tavusapi.com");
 
     $t->stop;
-    stop_dnsmasq($dnsmasq);
 }
 
 # audit log and metrics, callers with client certificates
@@ -453,80 +450,4 @@ sub smoke_audit {
        "$name: the delete counted, labelled by server name");
 
     $t->stop;
-}
-
-###############################################################################
-# dnsmasq for the resolver example
-
-sub start_dnsmasq {
-    my $bin = '/usr/sbin/dnsmasq';
-    BAIL_OUT("no $bin: apt-get install dnsmasq-base") unless -x $bin;
-
-    my $port = $t->port('dns');
-    my $user = getpwuid($>) // 'root';
-
-    my $pid = fork() // die "fork: $!";
-
-    if ($pid == 0) {
-        setpgrp(0, 0);
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>>', "$p/dnsmasq.log";
-        open STDERR, '>&', \*STDOUT;
-        exec $bin, '--keep-in-foreground', '--conf-file=/dev/null',
-             "--port=$port", '--listen-address=127.0.0.1',
-             '--bind-interfaces', '--no-resolv', '--no-hosts',
-             '--address=/tavusapi.com/127.0.0.1', "--user=$user",
-             "--pid-file=$p/dnsmasq.pid", '--log-queries',
-             '--log-facility=-'
-            or POSIX::_exit(127);
-    }
-
-    # a watchdog: no dnsmasq left if this test dies
-    my $parent = $$;
-    my $wd = fork() // die "fork: $!";
-
-    if ($wd == 0) {
-        $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP PIPE);
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>', '/dev/null';
-        open STDERR, '>', '/dev/null';
-        Time::HiRes::sleep(0.2) while getppid() == $parent;
-        kill 'KILL', -$pid, $pid;
-        POSIX::_exit(0);
-    }
-
-    # ready when its UDP socket is bound
-    my $hex = sprintf '0100007F:%04X', $port;
-    my $deadline = Time::HiRes::time() + 5;
-
-    until ($t->read_file('/proc/net/udp') =~ /\s\Q$hex\E\s/) {
-        if (waitpid($pid, POSIX::WNOHANG()) == $pid
-            || Time::HiRes::time() > $deadline)
-        {
-            kill 'KILL', $wd;
-            kill 'KILL', -$pid, $pid;
-            die "dnsmasq does not start:\n" . $t->read_file('dnsmasq.log');
-        }
-        Time::HiRes::sleep(0.02);
-    }
-
-    return [ $pid, $wd ];
-}
-
-sub stop_dnsmasq {
-    my ($pid, $wd) = @{ $_[0] };
-
-    kill 'TERM', $pid;
-    my $deadline = Time::HiRes::time() + 5;
-    while (waitpid($pid, POSIX::WNOHANG()) != $pid) {
-        if (Time::HiRes::time() > $deadline) {
-            kill 'KILL', -$pid, $pid;
-            waitpid($pid, 0);
-            last;
-        }
-        Time::HiRes::sleep(0.01);
-    }
-
-    kill 'KILL', $wd;
-    waitpid($wd, 0);
 }

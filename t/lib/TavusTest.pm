@@ -67,6 +67,10 @@ package TavusTest;
 #                                     (received), answered (its entry
 #                                     played), eof (the peer closed during a
 #                                     wait)
+#   $t->dnsmasq(name => 'dns', args => [ ... ])
+#                                     a TavusTest::Dnsmasq on 127.0.0.1, port
+#                                     $t->port(NAME): ->port, ->log,
+#                                     ->reload (SIGHUP), ->running, ->stop
 #   $t->mock_tavus(name =>, port =>, key =>)
 #                                     http{} text of t/lib/mock-tavus.conf
 #   $t->mock_log(NAME)                its access log as a list of hashes
@@ -768,6 +772,27 @@ sub raw_mock {
     return $m;
 }
 
+# a DNS server on 127.0.0.1 (dnsmasq, Debian package dnsmasq-base), see
+# TavusTest::Dnsmasq; its port is the port of NAME (%%PORT_dns%%)
+
+sub dnsmasq {
+    my ($self, %a) = @_;
+
+    my $name = $a{name} // 'dns';
+
+    my $d = TavusTest::Dnsmasq->new(
+        name => $name,
+        args => $a{args} // [],
+        dir  => $self->{prefix},
+        port => sub { TavusProc::free_port(used => $self->{used}, udp => 1) },
+    );
+
+    $self->{ports}{$name} = $d->port;
+    push @{ $self->{mocks} }, $d;
+
+    return $d;
+}
+
 # http{}-level config text of an nginx-based mock Tavus API
 
 sub mock_tavus {
@@ -1190,6 +1215,109 @@ sub stop {
     kill 'KILL', -$pid;
     kill 'KILL', $pid;
     waitpid($pid, 0);
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    local ($?, $@, $!);
+    $self->stop;
+}
+
+
+# dnsmasq on 127.0.0.1, answering from what its arguments say, every
+# query logged (--log-queries) to NAME.log in the prefix:
+#
+#     my $dns = $t->dnsmasq(args => [ '--address=/tavusapi.com/127.0.0.1' ]);
+#     $dns->port, $dns->log, $dns->reload (SIGHUP: it re-reads its hosts
+#     files), $dns->running, $dns->stop
+#
+# Ready once its UDP socket is bound.  A port free for TCP and UDP when
+# chosen may be taken before dnsmasq binds it: then another, three times.
+# A watchdog stops it if the test goes away; the harness stops it with the
+# mocks.
+
+package TavusTest::Dnsmasq;
+
+use strict;
+use warnings;
+
+my $DNSMASQ = $ENV{TAVUS_DNSMASQ} // '/usr/sbin/dnsmasq';
+
+sub new {
+    my ($class, %a) = @_;
+
+    Test::More::BAIL_OUT("no $DNSMASQ: apt-get install dnsmasq-base")
+        unless -x $DNSMASQ;
+
+    my $self = bless { %a, owner => $$, log => "$a{dir}/$a{name}.log" },
+                     $class;
+    my $user = getpwuid($>) // 'root';
+
+    for my $try (1 .. 3) {
+        my $port = $a{port}->();
+
+        my $pid = TavusProc::spawn(
+            group => 1, out => $self->{log}, name => 'dnsmasq',
+            cmd => [ $DNSMASQ, '--keep-in-foreground', '--conf-file=/dev/null',
+                     "--port=$port", '--listen-address=127.0.0.1',
+                     '--bind-interfaces', '--no-resolv', '--no-hosts',
+                     "--user=$user", "--pid-file=$a{dir}/$a{name}.pid",
+                     '--log-queries', '--log-facility=-', @{ $a{args} } ]);
+
+        my $watchdog = TavusProc::watchdog($pid);
+
+        # bound: 127.0.0.1:port in /proc/net/udp
+        my $hex = sprintf '0100007F:%04X', $port;
+        my $up = TavusProc::wait_until(sub {
+            return 'exited' if defined TavusProc::reap($pid, 0);
+            return TavusProc::slurp('/proc/net/udp') =~ /\s\Q$hex\E\s/;
+        }, timeout => $TIMEOUT);
+
+        if ($up && $up ne 'exited') {
+            @$self{qw(port pid watchdog)} = ($port, $pid, $watchdog);
+            return $self;
+        }
+
+        TavusProc::stop($pid, 'KILL', 2) unless $up;
+        kill 'KILL', $watchdog;
+        waitpid($watchdog, 0);
+
+        die "dnsmasq does not start:\n" . $self->log
+            unless $up && $try < 3;
+    }
+}
+
+sub port { $_[0]{port} }
+sub log { TavusProc::slurp($_[0]{log}) }
+
+sub reload {
+    my ($self) = @_;
+    return kill 'HUP', $self->{pid};
+}
+
+sub running {
+    my ($self) = @_;
+
+    return 0 unless $self->{pid};
+    return 1 unless defined TavusProc::reap($self->{pid}, 0);
+
+    delete $self->{pid};
+    return 0;
+}
+
+sub stop {
+    my ($self) = @_;
+
+    return unless $$ == $self->{owner};
+
+    if (my $pid = delete $self->{pid}) {
+        TavusProc::stop($pid, 'TERM', 5);
+    }
+
+    if (my $wd = delete $self->{watchdog}) {
+        kill 'KILL', $wd;
+        waitpid($wd, 0);
+    }
 }
 
 sub DESTROY {
