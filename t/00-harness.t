@@ -10,7 +10,7 @@ use lib 't/lib';
 use Test::More;
 use IO::Socket::INET;
 use POSIX ();
-use TavusTest;
+use TavusTest qw(reply chunked);
 
 my $t = TavusTest->new(no_module => 1);
 
@@ -132,12 +132,21 @@ is($req[1], "GET /2 HTTP/1.1\r\nHost: x\r\n\r\n", 'raw mock: request 2 bytes');
 like($req[2], qr{^GET /3 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n\z},
      'raw mock: request 3 bytes');
 
+# the answers for raw mocks
+
+is(reply('404 Not Found', '{}', 'X-A' => 1),
+   "HTTP/1.1 404 Not Found\r\nX-A: 1\r\nContent-Length: 2\r\n\r\n{}",
+   'reply: status, headers, Content-Length, body');
+is(chunked('200 OK', [ 'abc', 'de' ], 'X-A' => 1),
+   "HTTP/1.1 200 OK\r\nX-A: 1\r\nTransfer-Encoding: chunked\r\n\r\n"
+   . "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+   'chunked: status, headers, the chunks and the last chunk');
+
 # a raw mock behind stock nginx: chunked answers reach the client, a hang
 # is a timeout
 
 $m = $t->raw_mock(port => $t->port('raw2'), script => [
-    [ "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-      . "3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n" ],
+    [ chunked('200 OK', [ 'abc', 'de' ]) ],
     [ { hang => 1 } ],
 ]);
 

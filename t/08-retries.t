@@ -14,7 +14,7 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use JSON::PP;
-use TavusTest qw(reply);
+use TavusTest qw(reply chunked);
 
 my $t = TavusTest->new->require_module;
 
@@ -27,15 +27,8 @@ my $JT = 'application/json';
 
 my $ok = [ reply('200 OK', '{"message":"Replica deleted successfully"}',
                  $CT => $JT) ];
-sub chunked {
-    my ($head, @chunks) = @_;
-    return "$head\r\nTransfer-Encoding: chunked\r\n\r\n"
-           . join('', map { sprintf("%x\r\n%s\r\n", length, $_) } @chunks)
-           . "0\r\n\r\n";
-}
-
-my $ok_chunked = [ chunked('HTTP/1.1 200 OK', '{"me',
-                           'ssage":"Replica deleted successfully"}') ];
+my $ok_chunked = [ chunked('200 OK', [ '{"me',
+                           'ssage":"Replica deleted successfully"}' ]) ];
 my $e500 = [ reply('500 Internal Server Error',
                    '{"error":"first server failed"}', $CT => $JT,
                    'X-First' => 'yes') ];
@@ -49,8 +42,8 @@ my $e400_second = [ reply('400 Bad Request', '{"error":"second says no"}',
                           $CT => $JT) ];
 my $e404_second = [ reply('404 Not Found', '{"message":"second: no such"}',
                           $CT => $JT) ];
-my $e400_chunked_second = [ chunked('HTTP/1.1 400 Bad Request', '{"error":',
-                                    '"second chunk"', '}') ];
+my $e400_chunked_second = [ chunked('400 Bad Request', [ '{"error":',
+                                    '"second chunk"', '}' ]) ];
 
 # the first server reads the request, then fails in its way
 

@@ -14,30 +14,23 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use JSON::PP;
-use TavusTest qw(reply);
+use TavusTest qw(reply chunked);
 
 my $t = TavusTest->new->require_module;
 
 my $KEY = 'ka-Key_1';
 my $true = JSON::PP::true;
 
-sub chunked {
-    my ($head, @chunks) = @_;
-    return "$head\r\nTransfer-Encoding: chunked\r\n\r\n"
-           . join('', map { sprintf("%x\r\n%s\r\n", length, $_) } @chunks)
-           . "0\r\n\r\n";
-}
-
 my $JT = 'application/json';
 
 my $ok = reply('200 OK', '{"message":"Replica deleted successfully"}',
                'Content-Type' => $JT);
-my $ok_chunked = chunked('HTTP/1.1 200 OK', '{"message":',
-                         '"Replica deleted successfully"}');
+my $ok_chunked = chunked('200 OK', [ '{"message":',
+                                     '"Replica deleted successfully"}' ]);
 my $no_content = "HTTP/1.1 204 No Content\r\n\r\n";
 my $e400 = reply('400 Bad Request', '{"error":"Invalid replica_id"}',
                  'Content-Type' => $JT);
-my $e404 = chunked('HTTP/1.1 404 Not Found', '{"message":"gone"}');
+my $e404 = chunked('404 Not Found', [ '{"message":"gone"}' ]);
 my $e429 = reply('429 Too Many Requests', '{"message":"slow"}',
                  'Retry-After' => 3);
 my $e500 = reply('500 Internal Server Error', '{"error":"oops"}');
@@ -69,10 +62,8 @@ my @cases = (
                                           Connection => 'Close') ],
                                   [ $ok ], [ $ok ] ],
       [ 200, 200, 200 ], 2 ],
-    [ connection_close_chunked => [ [ "HTTP/1.1 404 Not Found\r\n"
-                                      . "Connection: close\r\n"
-                                      . "Transfer-Encoding: chunked\r\n\r\n"
-                                      . "2\r\n{}\r\n0\r\n\r\n" ],
+    [ connection_close_chunked => [ [ chunked('404 Not Found', [ '{}' ],
+                                              Connection => 'close') ],
                                     [ $ok ], [ $ok ] ],
       [ 404, 200, 200 ], 2 ],
     [ http10 => [ [ "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}" ],

@@ -15,7 +15,7 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use JSON::PP;
-use TavusTest;
+use TavusTest qw(chunked);
 use TavusAuth qw(:all);
 
 my $t = TavusTest->new->require_module;
@@ -38,11 +38,12 @@ chmod 0600, $t->prefix . '/api.key';
 
 my $pki = make_pki($t);
 
+# the harness's reply(), always with a JSON type
+
 sub reply {
     my ($status, $body, @headers) = @_;
-    my $h = join '', map { "$_\r\n" } @headers;
-    return "HTTP/1.1 $status\r\nContent-Type: application/json\r\n$h"
-           . 'Content-Length: ' . length($body) . "\r\n\r\n$body";
+    return TavusTest::reply($status, $body,
+                            'Content-Type' => 'application/json', @headers);
 }
 
 # what an upstream that echoes the request headers says: the raw mock
@@ -107,13 +108,9 @@ case(echo_400_long => [ reply('400 Bad Request',
 my $half = int(length($K{static}) / 2);
 my $body = '{"error":"' . echo($K{static}) . '"}';
 my $cut = index($body, $K{static}) + $half;
-case(echo_400_chunked => [ "HTTP/1.1 400 Bad Request\r\n"
-                           . "Transfer-Encoding: chunked\r\n\r\n"
-                           . sprintf("%x\r\n%s\r\n", $cut,
-                                     substr($body, 0, $cut))
-                           . sprintf("%x\r\n%s\r\n", length($body) - $cut,
-                                     substr($body, $cut))
-                           . "0\r\n\r\n" ],
+case(echo_400_chunked => [ chunked('400 Bad Request',
+                                   [ substr($body, 0, $cut),
+                                     substr($body, $cut) ]) ],
      'static', 'r1', 'DELETE',
      400, { code => 'upstream_client_error', error => $gen400 });
 
@@ -135,8 +132,8 @@ case(echo_418 => [ reply("418 I'm a teapot",
      418, { code => 'upstream_client_error', error => $gen400 });
 case(echo_429 => [ reply('429 Too Many Requests',
                          '{"error":"' . echo($K{static}) . '"}',
-                         'Retry-After: 7',
-                         'X-Echo: ' . echo($K{static})) ],
+                         'Retry-After' => 7,
+                         'X-Echo' => echo($K{static})) ],
      'static', 'r1', 'DELETE',
      429, { code => 'rate_limited', error => 'rate limited by the upstream' });
 case(echo_500 => [ reply('500 Internal Server Error',
@@ -150,7 +147,7 @@ case(echo_503_text => [ reply('503 Service Unavailable',
 
 # the only upstream header passed on to the client: Retry-After
 case(echo_retry_after => [ reply('429 Too Many Requests', '{}',
-                                 'Retry-After: ' . $K{static}) ],
+                                 'Retry-After' => $K{static}) ],
      'static', 'r1', 'DELETE',
      429, { code => 'rate_limited' });
 

@@ -51,6 +51,12 @@ package TavusTest;
 #   $t->json($r)                      the body as a JSON object, or a failure
 #   $t->answer($r, STATUS, {FIELDS}, NAME, keys => [..])
 #                                     the checks every module answer passes
+#   reply(STATUS, BODY, NAME => VALUE, ...)
+#                                     an upstream answer for a raw mock,
+#                                     with Content-Length (exported on
+#                                     request, as chunked)
+#   chunked(STATUS, [ CHUNK, ... ], NAME => VALUE, ...)
+#                                     the same, chunked
 #   $t->raw_mock(port =>, script => [ ENTRY, ... ])
 #                                     a TavusTest::RawMock: a forked
 #                                     upstream that plays ENTRY n to request
@@ -102,7 +108,7 @@ use strict;
 use warnings;
 
 use Exporter 'import';
-our @EXPORT_OK = qw(reply);
+our @EXPORT_OK = qw(reply chunked);
 
 use Test::More ();
 use File::Temp ();
@@ -849,6 +855,22 @@ sub reply {
     return "HTTP/1.1 $status\r\n$h"
            . (defined $body ? 'Content-Length: ' . length($body) . "\r\n" : '')
            . "\r\n" . ($body // '');
+}
+
+# a chunked upstream answer: chunked('200 OK', [ '{"a":', '1}' ], Name =>
+# value, ...), each string a chunk, then the last chunk
+
+sub chunked {
+    my ($status, $chunks, @headers) = @_;
+
+    my $h = '';
+    while (my ($n, $v) = splice @headers, 0, 2) {
+        $h .= "$n: $v\r\n";
+    }
+
+    return "HTTP/1.1 $status\r\n${h}Transfer-Encoding: chunked\r\n\r\n"
+           . join('', map { sprintf("%x\r\n%s\r\n", length, $_) } @$chunks)
+           . "0\r\n\r\n";
 }
 
 package TavusTest::RawMock;
