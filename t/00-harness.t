@@ -209,6 +209,31 @@ ok($m->wait_for(answered => 2), 'slow mock: request 2 answered');
 is($m->events, 'request-1 eof-1 request-2 answered-2', 'slow mock: events');
 is($m->connections, 2, 'slow mock: 2 connections');
 
+# several workers, and a reload that replaces them
+
+{
+    my $w = TavusTest->new(no_module => 1, worker_processes => 2);
+    $w->run("    server { listen 127.0.0.1:%%PORT_w%%; return 204; }\n");
+
+    my @pids = $w->wait_workers;
+    is(scalar @pids, $w->workers, 'workers: ' . $w->workers . ' run');
+
+    SKIP: {
+        skip 'no reload without a master process (TAVUS_MASTER=off)', 2
+            unless $w->master;
+
+        my @new = $w->reload(http => "    server { listen 127.0.0.1:"
+                                     . "%%PORT_w%%; return 205; }\n");
+        my %old = map { $_ => 1 } @pids;
+        ok(@new == 2 && !grep({ $old{$_} } @new),
+           'reload: two new workers, none of the old ones');
+        is($w->http(port => $w->port('w'))->{status}, 205,
+           'reload: the new configuration answers');
+    }
+
+    $w->stop;
+}
+
 # waiting for a log line: one written later, one that never comes
 
 $t->write_file('some.log', "a 1\nb 2\n");

@@ -12,9 +12,8 @@ use Test::More;
 use POSIX ();
 use Time::HiRes ();
 use TavusTest qw(reply);
-use TavusProm;
 
-my $t = TavusProm::Harness->new(worker_processes => 2)->require_module;
+my $t = TavusTest->new(worker_processes => 2)->require_module;
 
 plan skip_all => 'a reload needs a master process (TAVUS_MASTER=off)'
     unless $t->master;

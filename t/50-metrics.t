@@ -97,7 +97,7 @@ my $HIS = 'tavus_upstream_response_seconds';
 ###############################################################################
 # 2. a known mix of requests, two workers, three servers (labels)
 
-my $t = TavusProm::Harness->new(worker_processes => 2)->require_module;
+my $t = TavusTest->new(worker_processes => 2)->require_module;
 
 my ($gw, $gw2, $gw3) = map { $t->port($_) } qw(gw gw2 gw3);
 $t->port('closed');           # nothing listens there: connection refused

@@ -27,7 +27,8 @@ package TavusTest;
 #
 # API (see each function for details):
 #
-#   TavusTest->new(no_module => 1?)   temporary prefix; no_module only for
+#   TavusTest->new(no_module => 1?, worker_processes => N)
+#                                     temporary prefix; no_module only for
 #                                     the harness's own test (t/00-harness.t)
 #   $t->require_module                BAIL_OUT unless the module is built
 #   $t->port(NAME)                    a free 127.0.0.1 port, memoised by
@@ -88,6 +89,17 @@ package TavusTest;
 #                                     regex, or a sub given the line in $_)
 #                                     takes, once nginx has written it;
 #                                     undef after S seconds
+#   $t->master                        false with TAVUS_MASTER=off
+#   $t->workers(N?)                   the number of workers nginx runs (1
+#                                     without a master); N from the next run
+#   $t->master_pid, $t->worker_pids
+#   $t->wait_workers(not => [PIDS], timeout => S)
+#                                     the worker pids once all run (none of
+#                                     PIDS), () on timeout
+#   $t->reload(http => TEXT?, timeout => S)
+#                                     SIGHUP (a new nginx.conf first, with
+#                                     http); the new workers' pids once the
+#                                     old ones are gone, () on timeout
 #   $t->stop                          stop mocks and nginx; a failure if the
 #                                     error log has [alert], [crit], [emerg]
 #
@@ -243,7 +255,7 @@ sub _conf {
 $load
 daemon off;
 master_process $master;
-worker_processes 1;
+worker_processes @{[ $self->workers ]};
 $user
 pid $p/nginx.pid;
 lock_file $p/nginx.lock;
@@ -351,6 +363,85 @@ sub run {
 sub error_log {
     my ($self) = @_;
     return $self->read_file('error.log');
+}
+
+# workers and reloads
+#
+# With TAVUS_MASTER=off (valgrind) there is one process, which is then
+# "the worker": worker_processes stays 1 (reuseport sockets of absent
+# workers would never be accepted from).  nginx cannot reload without a
+# master (its single-process reconfigure leaks the old cycle's
+# connections: "worker_connections are not enough"), so reload dies.
+
+sub master { ($ENV{TAVUS_MASTER} // 'on') ne 'off' }
+
+# the number of worker processes nginx runs; with N, worker_processes N
+# from the next run on
+
+sub workers {
+    my ($self, $n) = @_;
+    $self->{worker_processes} = $n if defined $n;
+    return $self->master ? $self->{worker_processes} // 1 : 1;
+}
+
+sub master_pid {
+    my ($self) = @_;
+    my ($pid) = $self->read_file('nginx.pid') =~ /^(\d+)$/m;
+    return $pid // $self->{pid};
+}
+
+# the pids of the master's children; without a master, the one process
+
+sub worker_pids {
+    my ($self) = @_;
+
+    my $master = $self->master_pid // return ();
+    return ($master) unless $self->master;
+
+    return TavusProc::children($master);
+}
+
+# waits until the master has exactly its workers, none of the pids in
+# not => [...] (a freshly started nginx listens before all its workers
+# may be up; after a reload the old ones finish their requests first);
+# the pids, or () on timeout
+
+sub wait_workers {
+    my ($self, %o) = @_;
+
+    my $n = $self->workers;
+    my %old = map { $_ => 1 } @{ $o{not} // [] };
+    my @pids;
+
+    $self->wait_for(sub {
+        @pids = $self->worker_pids;
+        return @pids == $n && !grep { $old{$_} } @pids;
+    }, timeout => $o{timeout}) or return ();
+
+    return @pids;
+}
+
+# nginx -s reload: SIGHUP to the master (with http => TEXT, a new
+# nginx.conf first), then waits until the old workers have exited and the
+# new ones run; the new pids, or () on timeout (the reason is then in the
+# error log)
+
+sub reload {
+    my ($self, %o) = @_;
+
+    die "reload: nginx reloads only with a master process\n"
+        unless $self->master;
+
+    my @old = $self->worker_pids;
+    my $master = $self->master_pid or die 'reload: no master pid';
+
+    $self->write_file('nginx.conf',
+                      $self->_conf($o{http}, "$self->{prefix}/error.log"))
+        if defined $o{http};
+
+    kill 'HUP', $master or die "reload: cannot signal $master: $!";
+
+    return $self->wait_workers(not => \@old, timeout => $o{timeout});
 }
 
 # CODE's first true value, polled every 10 ms; undef after timeout
