@@ -42,6 +42,9 @@ $t->run($t->mock_tavus(name => 'tavus', port => $t->port('tavus'),
         location / {
             return 200 "[%%PREFIX%%]";
         }
+        location = /addr {
+            return 200 $remote_addr;
+        }
     }
 HTTP
 
@@ -49,6 +52,9 @@ my $tp = $t->port('tavus');
 
 my $r = $t->http(port => $t->port('echo'), path => '/');
 is($r->{body}, '[' . $t->prefix . ']', '%%PREFIX%% replaced');
+
+$r = $t->http(port => $t->port('echo'), path => '/addr', from => '127.0.0.2');
+is($r->{body}, '127.0.0.2', 'http: from a local address');
 
 $r = $t->http(port => $tp, method => 'DELETE', path => '/v2/replicas/rab12',
               headers => [ 'x-api-key' => 'k3y-Mock_1' ]);

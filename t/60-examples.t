@@ -42,7 +42,7 @@ use JSON::PP;
 use Cwd ();
 use TavusTest;
 use TavusTLS ();
-use TavusAuth qw(make_pki htpasswd basic https json_lines fingerprint);
+use TavusAuth qw(make_pki htpasswd basic json_lines fingerprint);
 
 my $t = TavusTest->new->require_module;
 my $p = $t->prefix;
@@ -189,13 +189,13 @@ sub cp {
     $t->write_file($to, $t->read_file($from));
 }
 
-# requests to the example: plain (harness) or HTTPS (curl, TavusAuth)
+# requests to the example: plain or HTTPS (the harness's http, https)
 
 sub req {
     my (%a) = @_;
 
     if (delete $a{tls}) {
-        return https($t, cacert => $pki->{'ca.crt'}, %a);
+        return $t->https(cacert => $pki->{'ca.crt'}, %a);
     }
 
     return $t->http(%a);

@@ -46,6 +46,10 @@ package TavusTest;
 #                                     must be valid JSON, or the test fails
 #                                     (see json_body_error; no_json_check
 #                                     => 1 turns this off for one request)
+#                                     from => ADDR: a local address
+#   $t->https(port =>, method =>, path =>, headers =>, cacert =>, cert =>,
+#             key =>)                 the same over TLS, made by curl;
+#                                     also { curl_exit, error }
 #   $t->json_body_error($r)           why a response's JSON body is not
 #                                     valid JSON, '' if it is, undef if the
 #                                     response has no JSON body to check
@@ -577,7 +581,8 @@ for my $sig (qw(INT TERM HUP PIPE)) {
 # an HTTP/1.1 request over a fresh connection, Connection: close
 #
 #   port, method (GET), path (/), host (localhost), headers => [ n => v ],
-#   body, raw (exact bytes to send instead), timeout (5)
+#   body, raw (exact bytes to send instead), timeout (5), from (the local
+#   address: 127.0.0.2 is loopback too, as all of 127/8)
 
 sub http {
     my ($self, %a) = @_;
@@ -612,7 +617,9 @@ sub http {
         PeerPort => $port,
         Proto    => 'tcp',
         Timeout  => $timeout,
-    ) or return _fail_response("cannot connect to 127.0.0.1:$port: $!");
+        ($a{from} ? (LocalAddr => $a{from}) : ()),
+    ) or return _fail_response("cannot connect to 127.0.0.1:$port"
+                               . ($a{from} ? " from $a{from}" : '') . ": $!");
 
     $s->autoflush(1);
 
@@ -643,6 +650,63 @@ sub http {
     Test::More::diag("http: no complete answer in ${timeout}s from port"
                      . " $port to: " . (split /\r\n/, $req)[0])
         if $timed_out;
+
+    $self->_check_json_body($r) unless $a{no_json_check};
+
+    return $r;
+}
+
+# an HTTPS request, made by curl (core Perl has no TLS client) to
+# https://localhost:PORT (resolved to 127.0.0.1), parsed as http() parses
+# (--raw keeps a chunked body as sent, which the parser decodes)
+#
+#   port, method (GET), path (/), headers => [ n => v ], cacert (the CA
+#   that signed the server's certificate), cert and key (a client
+#   certificate), timeout (5)
+#
+# curl's exit status is in {curl_exit}, its stderr in {error}
+
+sub https {
+    my ($self, %a) = @_;
+
+    my $port = $a{port} // die "https: no port";
+    my $method = $a{method} // 'GET';
+    my $path = $a{path} // '/';
+
+    my @cmd = ('curl', '--silent', '--show-error', '--include', '--raw',
+               '--http1.1', '--max-time', $a{timeout} // $TIMEOUT,
+               '--request', $method,
+               '--cacert', $a{cacert} // die "https: no cacert");
+
+    push @cmd, '--cert', $a{cert}, '--key', $a{key} if $a{cert};
+
+    my @h = @{ $a{headers} // [] };
+    while (my ($n, $v) = splice @h, 0, 2) {
+        push @cmd, '--header', "$n: $v";
+    }
+
+    push @cmd, '--resolve', "localhost:$port:127.0.0.1",
+               "https://localhost:$port$path";
+
+    my $err = "$self->{prefix}/curl.stderr";
+
+    my $pid = open(my $fh, '-|') // die "fork: $!";
+
+    if ($pid == 0) {
+        open STDIN, '<', '/dev/null';
+        open STDERR, '>', $err;
+        exec @cmd or POSIX::_exit(127);
+    }
+
+    binmode $fh;
+    local $/;
+    my $raw = <$fh> // '';
+    close $fh;
+
+    my $r = _parse_response($raw);
+    $r->{curl_exit} = $? >> 8;
+    $r->{error} = $self->read_file($err);
+    $r->{request} = "$method $path HTTP/1.1\r\n";
 
     $self->_check_json_body($r) unless $a{no_json_check};
 
