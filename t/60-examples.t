@@ -41,6 +41,7 @@ use Test::More;
 use JSON::PP;
 use Cwd ();
 use TavusTest;
+use TavusConf ();
 use TavusTLS ();
 use TavusAuth qw(make_pki htpasswd basic json_lines fingerprint);
 
@@ -136,39 +137,17 @@ done_testing;
 sub adapt {
     my ($name, $text, %o) = @_;
 
-    # 1. comments: whole lines, and after the end of a directive or brace
-    $text =~ s/^\s*#.*\n//mg;
-    $text =~ s/([;{}])[ \t]*#.*$/$1/mg;
+    # 1 to 3
+    my %rules = (comments => 1, listen => 'listen', paths => \&example_path);
 
-    # 2. listen
-    my $n = 0;
-    $text =~ s{^(\s*)listen\s+([^;]*);}{
-        my ($indent, $args) = ($1, $2);
-        $n++;
-        "${indent}listen 127.0.0.1:%%PORT_listen$n%%"
-        . ($args =~ /(?:^|\s)ssl(?:\s|$)/ ? ' ssl' : '') . ';'
-    }mge;
+    # 4 and 5
+    %rules = (%rules, upstream_servers => \&mock_server,
+              resolver => '127.0.0.1:%%PORT_dns%%')
+        unless $o{only_paths};
 
-    # 3. paths
-    $text =~ s{(?<![\w.%/-])/(?:etc|var/log)/(?:[^\s;"'/]+/)*([^\s;"'/]+)}
-              {%%PREFIX%%/$1}g;
+    $text = TavusConf::adapt($text, %rules);
 
     return $text if $o{only_paths};
-
-    # 4. upstream servers
-    $text =~ s#(\bupstream\s+(\S+)\s*\{)([^\}]*)\}#
-        my ($head, $group, $body) = ($1, $2, $3);
-        (my $port = "up_$group") =~ s/\W/_/g;
-        $body =~ s/^(\s*)server\s+[^\s;]+/$1server 127.0.0.1:%%PORT_$port%%/mg;
-        "$head$body}"
-    #ge;
-
-    # 5. resolver
-    $text =~ s{^(\s*)resolver\s+([^;]*);}{
-        my ($indent, $args) = ($1, $2);
-        "${indent}resolver 127.0.0.1:%%PORT_dns%%"
-        . join('', map { " $_" } grep { /=/ } split ' ', $args) . ';'
-    }mge;
 
     # 6. this example's own
     for my $rule (@{ $EXTRA{$name} // [] }) {
@@ -182,6 +161,22 @@ sub adapt {
            "$name: no path of the machine, no real API left");
 
     return $text;
+}
+
+# rule 3: /etc/... and /var/log/... become a file of the prefix
+
+sub example_path {
+    my ($directive, $arg) = @_;
+    return $arg =~ m{^/(?:etc|var/log)/(?:[^\s;"'/]+/)*([^\s;"'/]+)$}
+           ? "%%PREFIX%%/$1" : $arg;
+}
+
+# rule 4: the mock of the group
+
+sub mock_server {
+    my ($group) = @_;
+    (my $port = "up_$group") =~ s/\W/_/g;
+    return "127.0.0.1:%%PORT_$port%%";
 }
 
 sub cp {

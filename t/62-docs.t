@@ -55,6 +55,7 @@ use Test::More;
 use POSIX ();
 use Cwd ();
 use TavusTest;
+use TavusConf ();
 use TavusAuth qw(make_pki);
 
 my $t = TavusTest->new->require_module;
@@ -210,44 +211,15 @@ sub numbered {
 sub adapt {
     my ($text) = @_;
 
-    my $module = $t->module;
-
-    # 1. the module; other modules as nginx's own prefix would find them
-    $text =~ s{^(\s*)load_module\s+\S*ngx_http_tavus_module\.so\s*;}
-              {$1load_module $module;}mg;
-    $text =~ s{^(\s*load_module\s+)(?=[^/\s])}{$1/usr/share/nginx/}mg;
-
-    # upstream{} group names (rule 4 keeps them)
-    my %groups = map { $_ => 1 } $text =~ /\bupstream\s+(\S+)\s*\{/g;
-
-    # 2 and 3. paths, directive by directive
-    $text =~ s{^(\s*)(\w+)([ \t]+)([^;{}\n]*)(;)}{
-        my ($indent, $name, $sp, $args, $end) = ($1, $2, $3, $4, $5);
-        $args =~ s/(\S+)/path_arg($name, $1)/ge;
-        "$indent$name$sp$args$end"
-    }mge;
-
-    # 4. names resolved at load
-    $text =~ s#(\bupstream\s+\S+\s*\{)([^\}]*)\}#
-        my ($head, $body) = ($1, $2);
-        $body =~ s/^(\s*server\s+)([^\s;:]+)/$1 . local_host($2)/mge;
-        "$head$body}"
-    #ge;
-
-    $text =~ s{^(\s*\w+_pass\s+\w+://)([^\s;:/\$]+)}{
-        $1 . ($groups{$2} ? $2 : local_host($2))
-    }mge;
-
-    # 5. temporary paths
-    $text =~ s{^(\s*http\s*\{)}{$1
-    client_body_temp_path $p/client_body_temp;
-    proxy_temp_path $p/proxy_temp;
-    fastcgi_temp_path $p/fastcgi_temp;
-    uwsgi_temp_path $p/uwsgi_temp;
-    scgi_temp_path $p/scgi_temp;
-}m;
-
-    return $text;
+    return TavusConf::adapt($text,
+        module => $t->module,                           # 1
+        paths => \&path_arg,                            # 2 and 3
+        upstream_servers => sub {                       # 4
+            my (undef, $address) = @_;
+            return $address =~ s/^([^\s;:]+)/local_host($1)/er;
+        },
+        pass_hosts => \&local_host,
+        temp_paths => $p);                              # 5
 }
 
 sub local_host {
