@@ -207,7 +207,7 @@ is(($t->mock_log('a'))[-1]{key}, 'ok', 'with the key');
 # the record changes
 
 hosts('127.0.0.2');
-$dns->reload;
+$dns->reread;
 ok(dns_answers('127.0.0.2'), 'dnsmasq re-read its hosts file: 127.0.0.2');
 
 # within the TTL nginx keeps the address it has: resolved at t1 >= t0,

@@ -81,7 +81,7 @@ package TavusTest;
 #   $t->dnsmasq(name => 'dns', args => [ ... ])
 #                                     a TavusTest::Dnsmasq on 127.0.0.1, port
 #                                     $t->port(NAME): ->port, ->log,
-#                                     ->reload (SIGHUP), ->running, ->stop
+#                                     ->reread (SIGHUP), ->running, ->stop
 #   $t->mock_tavus(name =>, port =>, key =>)
 #                                     http{} text of t/lib/mock-tavus.conf
 #   $t->mock_log(NAME)                its access log as a list of hashes
@@ -1405,7 +1405,7 @@ sub DESTROY {
 # query logged (--log-queries) to NAME.log in the prefix:
 #
 #     my $dns = $t->dnsmasq(args => [ '--address=/tavusapi.com/127.0.0.1' ]);
-#     $dns->port, $dns->log, $dns->reload (SIGHUP: it re-reads its hosts
+#     $dns->port, $dns->log, $dns->reread (SIGHUP: it re-reads its hosts
 #     files), $dns->running, $dns->stop
 #
 # Ready once its UDP socket is bound.  A port free for TCP and UDP when
@@ -1467,7 +1467,7 @@ sub new {
 sub port { $_[0]{port} }
 sub log { TavusProc::slurp($_[0]{log}) }
 
-sub reload {
+sub reread {
     my ($self) = @_;
     return kill 'HUP', $self->{pid};
 }
