@@ -1,7 +1,7 @@
 #!/usr/bin/perl
 
-# The benchmark of issue 7: ngx_tavus_module against what an operator would
-# write instead, side by side in one run on this machine.
+# The benchmark (bench/README.md): ngx_tavus_module against what an operator
+# would write instead, side by side in one run on this machine.
 #
 #   (a) module   ngx_tavus_module                      bench/conf/module.conf
 #   (b) recipe   plain proxy_pass, no translation      bench/conf/recipe.conf
@@ -27,7 +27,8 @@
 #     does every one-time cost of the first requests (OpenSSL's DRBG set
 #     up by the first $request_id, the first upstream connection, LuaJIT
 #     traces); W = 0 is a plain zero-request baseline
-#  4. the table, ratios to (b), and issue 7's targets for (a)
+#  4. the table, ratios to (b), and the targets for (a) (docs/decisions.md,
+#     "Performance")
 #
 # Environment (defaults in brackets):
 #   BENCH_ROUNDS [3]        wrk rounds per gateway
@@ -711,13 +712,13 @@ printf "error log lines at [error] or worse while timed: %s\n",
        join ', ', map { "($_->{id}) $_->{log_errors}" } @errs
     if @errs;
 
-# issue 7, item 3: the targets for (a)
+# the targets for (a): docs/decisions.md, "Performance"
 
 my ($A) = grep { $_->{id} eq 'a' && $_->{ok} } @GATEWAYS;
 my $missed = 0;
 
 if ($A) {
-    print "\ntargets for (a) (issue 7):\n";
+    print "\ntargets for (a) (docs/decisions.md, \"Performance\"):\n";
 
     my $target = sub {
         my ($what, $have, $pass) = @_;

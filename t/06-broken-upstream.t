@@ -1,9 +1,10 @@
 #!/usr/bin/perl
 
 # Upstream answers that are split, chunked, broken, late or missing, from
-# raw mocks: only a well-formed HTTP/1.x answer counts (DESIGN.md, "What the
-# client gets"); nginx's own 502/504 are JSON too; a broken answer's
-# connection is not kept; a DELETE that reached a server is not re-sent.
+# raw mocks: only a well-formed HTTP/1.x answer counts (docs/responses.md,
+# "What counts as an invalid answer"); nginx's own 502/504 are JSON too; a
+# broken answer's connection is not kept; a DELETE that reached a server
+# is not re-sent.
 
 use strict;
 use warnings;

@@ -1,12 +1,14 @@
 #!/usr/bin/perl
 
-# Hard deletes (DESIGN.md, directives tavus_hard and tavus_allow_hard_delete;
-# issue 3, point 5): "true" with permission sends ?hard=true; "false" or
-# empty sends no query; any other value is a 400 invalid_hard; "true"
-# without permission is a 403 hard_delete_denied, never downgraded; neither
-# opens an upstream connection.  tavus_allow_hard_delete is on/off (any
-# case) or a value with variables (on, true, 1 allow; anything else denies).
-# $tavus_hard is logged as true/false, also when the request was denied.
+# Hard deletes (docs/directives.md, tavus_hard and tavus_allow_hard_delete;
+# docs/decisions.md, "tavus_hard accepts only true, false and empty" and
+# "The switches fail safe"): "true" with permission sends ?hard=true;
+# "false" or empty sends no query; any other value is a 400 invalid_hard;
+# "true" without permission is a 403 hard_delete_denied, never
+# downgraded; neither opens an upstream connection.
+# tavus_allow_hard_delete is on/off (any case) or a value with variables
+# (on, true, 1 allow; anything else denies).  $tavus_hard is logged as
+# true/false, also when the request was denied.
 
 use strict;
 use warnings;

@@ -1,6 +1,7 @@
 #!/usr/bin/perl
 
-# Retries (DESIGN.md, tavus_next_upstream*; issue 3, points 2 and 6): an
+# Retries (docs/directives.md, tavus_next_upstream*; docs/decisions.md,
+# "Retries"; docs/responses.md, "Retried and repeated deletes"): an
 # upstream{} group of raw mocks a case.  A delete that may have reached a
 # server (any byte sent) is not re-sent unless "non_idempotent" is listed;
 # a refused connection (nothing sent) is retried without it; http_500,

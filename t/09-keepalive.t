@@ -1,6 +1,7 @@
 #!/usr/bin/perl
 
-# Keepalive to the upstream (issue 3, point 2): with an upstream{} group
+# Keepalive to the upstream (docs/responses.md, the end of "What counts as
+# an invalid answer"): with an upstream{} group
 # that has keepalive N, consecutive deletes reuse one connection, whatever
 # the framing (Content-Length, chunked, no body, 1-byte packets) and the
 # status of well-formed answers; no reuse after Connection: close, a

@@ -1,12 +1,13 @@
 #!/usr/bin/perl
 
 # nginx's own 502 (refused, invalid answer) and 504 (timeout) for a tavus
-# location are the module's JSON unless the operator set error_page for
-# that status: then the operator's page wins (DESIGN.md, "What the client
-# gets").  Answers translated from a Tavus answer, and the module's own
+# location are the module's JSON unless the operator set error_page for that
+# status: then the operator's page wins (docs/responses.md, "error_page";
+# docs/decisions.md, "Errors are always JSON, except where the operator chose
+# otherwise").  Answers translated from a Tavus answer, and the module's own
 # refusals, stay the module's JSON whatever error_page says: error_page
-# applies only to nginx's own failures.  Also checks the harness's
-# assertion that every application/json body is valid JSON.
+# applies only to nginx's own failures.  Also checks the harness's assertion
+# that every application/json body is valid JSON.
 
 use strict;
 use warnings;

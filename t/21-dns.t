@@ -1,10 +1,10 @@
 #!/usr/bin/perl
 
-# Run-time DNS (issue 4): a tavus_pass with variables resolves its host per
-# request through nginx's `resolver`, honouring the record's TTL.  A real
-# DNS server on loopback (dnsmasq, Debian package dnsmasq-base) answers
-# from a hosts file this test rewrites; two mocks of Tavus listen on
-# 127.0.0.1 and 127.0.0.2 at the same port.
+# Run-time DNS (docs/recipes.md, "Run-time DNS"): a tavus_pass with variables
+# resolves its host per request through nginx's `resolver`, honouring the
+# record's TTL.  A real DNS server on loopback (dnsmasq, Debian package
+# dnsmasq-base) answers from a hosts file this test rewrites; two mocks of
+# Tavus listen on 127.0.0.1 and 127.0.0.2 at the same port.
 
 use strict;
 use warnings;

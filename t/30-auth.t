@@ -1,6 +1,6 @@
 #!/usr/bin/perl
 
-# Behind nginx's own authentication (issue 5, item 1): auth_request,
+# Behind nginx's own authentication (docs/recipes.md): auth_request,
 # auth_basic, allow/deny with satisfy any and all, client certificates, an
 # internal location reached by X-Accel-Redirect.  Each gates the module: a
 # denied request is nginx's own answer and opens no upstream connection

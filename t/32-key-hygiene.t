@@ -1,7 +1,8 @@
 #!/usr/bin/perl
 
-# Key hygiene (issue 5, item 4): one run that drives every outcome of the
-# module (success, each error row of DESIGN.md, timeouts, TLS failures,
+# Key hygiene (docs/security.md, "Where the key does not appear"): one run
+# that drives every outcome of the module (success, each error of
+# docs/responses.md, "Every situation", timeouts, TLS failures,
 # per-tenant keys from a map, a key file, a dry run) with the error log at
 # debug level (Debian's nginx is built --with-debug; the harness sets
 # `error_log ... debug`), then checks that no answer (status line, headers,

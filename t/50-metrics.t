@@ -1,7 +1,7 @@
 #!/usr/bin/perl
 
-# tavus_metrics (issue 9): counters in a shared memory zone, served in the
-# Prometheus text format.
+# tavus_metrics (docs/directives.md, the metrics module): counters in a shared
+# memory zone, served in the Prometheus text format.
 #
 #   1. the exposition parser of t/lib/TavusProm.pm finds what it must find
 #   2. a known mix of requests over fresh connections to two workers

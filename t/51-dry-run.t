@@ -1,6 +1,7 @@
 #!/usr/bin/perl
 
-# tavus_dry_run (issue 9, item 2): every check runs (validation, nginx's
+# tavus_dry_run (docs/directives.md, docs/decisions.md, "Checks run in a
+# fixed order"): every check runs (validation, nginx's
 # own authentication, hard-delete policy, key selection), no upstream
 # call is made, the client gets 200 {"replica_id":...,"deleted":false,
 # "dry_run":true,"hard":...}; $tavus_outcome is dry_run and the metrics

@@ -714,8 +714,9 @@ sub https {
 }
 
 # A harness-level assertion: every body the suite receives that says it
-# is application/json must be valid JSON (DESIGN.md: "the body is always
-# valid JSON"), whatever the test itself checks.  A failing test is added
+# is application/json must be valid JSON (docs/responses.md, "Common to
+# every answer": a body of one JSON object), whatever the test itself
+# checks.  A failing test is added
 # when it is not; valid bodies are only counted (reported at the end), so
 # that the number of tests of a file does not depend on it.
 
