@@ -12,7 +12,7 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use JSON::PP;
-use TavusTest;
+use TavusTest qw(delete_location);
 
 my $t = TavusTest->new->require_module;
 
@@ -91,12 +91,8 @@ for my $case (@cases) {
 
     $mock{$name} = $t->raw_mock(port => $t->port($name), script => [ $entry ]);
 
-    push @locations, <<"LOCATION";
-        location ~ ^/$name/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass http://127.0.0.1:%%PORT_$name%%;
-        }
-LOCATION
+    push @locations, delete_location($name,
+                                     "tavus_pass http://127.0.0.1:%%PORT_$name%%;");
 }
 
 # a second server for retries; the first upstream of each group below
@@ -120,18 +116,8 @@ my $kept = $t->raw_mock(port => $t->port('kept'), script => [
     [ $ok ],
 ]);
 
-my @groups;
-
-for my $group (qw(retry_after_reset retry_after_garbage retry_after_refused
-                  kept))
-{
-    push @groups, <<"LOCATION";
-        location ~ ^/$group/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass http://$group;
-        }
-LOCATION
-}
+my @groups = map { delete_location($_, "tavus_pass http://$_;") }
+             qw(retry_after_reset retry_after_garbage retry_after_refused kept);
 
 $t->run(<<"HTTP");
     upstream retry_after_reset {

@@ -16,7 +16,7 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use JSON::PP;
-use TavusTest;
+use TavusTest qw(delete_location);
 
 my $t = TavusTest->new->require_module;
 
@@ -55,12 +55,7 @@ my @allow = (
                    . 'tavus_allow_hard_delete on;' ],
 );
 
-my $locations = join '', map { <<"LOCATION" } @allow;
-        location ~ ^/$_->[0]/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            $_->[1]
-        }
-LOCATION
+my $locations = join '', map { delete_location(@$_) } @allow;
 
 $t->run(<<"HTTP");
     log_format hard '\$request_id hard=\$tavus_hard outcome=\$tavus_outcome '

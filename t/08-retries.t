@@ -15,7 +15,7 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use JSON::PP;
-use TavusTest qw(reply chunked);
+use TavusTest qw(reply chunked delete_location upstream_group);
 
 my $t = TavusTest->new->require_module;
 
@@ -275,21 +275,12 @@ for my $case (@cases) {
             $mock{"${g}_$s"} = $t->raw_mock(port => $port, script => [ $spec ]);
         }
 
-        push @servers, "server 127.0.0.1:$port;";
+        push @servers, "127.0.0.1:$port";
     }
 
-    push @upstreams, "    upstream $g {\n"
-                     . join('', map { "        $_\n" } @servers) . "    }\n";
-
-    my $conf = $case->{conf} // '';
-
-    push @locations, <<"LOCATION";
-        location ~ ^/$g/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass http://$g;
-            $conf
-        }
-LOCATION
+    push @upstreams, upstream_group($g, \@servers);
+    push @locations, delete_location($g, "tavus_pass http://$g;",
+                                     $case->{conf} // '');
 }
 
 $t->run(<<"HTTP");

@@ -15,7 +15,7 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use JSON::PP;
-use TavusTest qw(reply chunked);
+use TavusTest qw(reply chunked delete_location upstream_group);
 
 my $t = TavusTest->new->require_module;
 
@@ -124,27 +124,15 @@ for my $case (@cases) {
 
     $mock{$name} = $t->raw_mock(port => $t->port($name), script => $script);
 
-    $conf //= '';
-
-    push @upstreams, <<"UPSTREAM";
-    upstream $name {
-        server 127.0.0.1:%%PORT_$name%%;
-        keepalive 4;
-        $conf
-    }
-UPSTREAM
+    push @upstreams, upstream_group($name, [ "127.0.0.1:%%PORT_$name%%" ],
+                                    'keepalive 4;', $conf // '');
 
     # only the timeout case has a short read timeout: a whole answer must
     # be read within it, bytewise ones too, on a loaded machine as well
     my $timeout = $name eq 'timeout' ? 'tavus_read_timeout 250ms;' : '';
 
-    push @locations, <<"LOCATION";
-        location ~ ^/$name/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass http://$name;
-            $timeout
-        }
-LOCATION
+    push @locations, delete_location($name, "tavus_pass http://$name;",
+                                     $timeout);
 }
 
 $t->run($t->mock_tavus(name => 'tavus', key => $KEY) . <<"HTTP");

@@ -16,7 +16,7 @@ use lib 't/lib';
 use Test::More;
 use Test2::API qw(intercept);
 use JSON::PP;
-use TavusTest qw(reply);
+use TavusTest qw(reply delete_location);
 
 my $t = TavusTest->new->require_module;
 
@@ -86,16 +86,12 @@ my $locations = '';
 for my $name (sort keys %loc) {
     my ($up, $conf) = @{ $loc{$name} };
 
-    # a short read timeout only where the upstream hangs
-    $conf .= ' tavus_read_timeout 300ms;' if $up eq 'hang';
-
-    $locations .= <<"LOCATION";
-        location ~ ^/$name/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass http://127.0.0.1:%%PORT_$up%%;
-            $conf
-        }
-LOCATION
+    $locations .= delete_location($name,
+                                  "tavus_pass http://127.0.0.1:%%PORT_$up%%;",
+                                  $conf,
+                                  # a short read timeout where it hangs only
+                                  $up eq 'hang' ? 'tavus_read_timeout 300ms;'
+                                                : '');
 }
 
 $t->run(<<"HTTP");

@@ -12,7 +12,7 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use JSON::PP;
-use TavusTest;
+use TavusTest qw(delete_location);
 use TavusAuth qw(:all);
 
 my $t = TavusTest->new->require_module;
@@ -42,13 +42,8 @@ my @locations;
 
 sub tavus_location {
     my ($prefix, $mock, @lines) = @_;
-    my $extra = join '', map { "            $_\n" } @lines;
-    return <<"LOCATION";
-        location ~ ^/$prefix/replicas/(?<replica>[^/]*)\$ {
-$extra            tavus_delete_replica \$replica;
-            tavus_pass http://127.0.0.1:%%PORT_up_$mock%%;
-        }
-LOCATION
+    return delete_location("$prefix/replicas", @lines,
+                           "tavus_pass http://127.0.0.1:%%PORT_up_$mock%%;");
 }
 
 my $gw_locations = join '',

@@ -16,7 +16,7 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use JSON::PP;
-use TavusTest qw(chunked);
+use TavusTest qw(chunked delete_location);
 use TavusAuth qw(:all);
 
 my $t = TavusTest->new->require_module;
@@ -180,13 +180,9 @@ for my $case (@cases) {
     my $key_line = $key eq 'file' ? 'tavus_api_key_file %%PREFIX%%/api.key;'
                                   : "tavus_api_key $K{$key};";
 
-    push @locations, <<"LOCATION";
-        location ~ ^/$name/replicas/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass http://127.0.0.1:%%PORT_$name%%;
-            $key_line
-        }
-LOCATION
+    push @locations, delete_location("$name/replicas",
+                                     "tavus_pass http://127.0.0.1:%%PORT_$name%%;",
+                                     $key_line);
 }
 
 # per-tenant keys from a map, a dry run: their own mocks

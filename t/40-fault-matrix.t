@@ -26,7 +26,7 @@ use Test::More;
 use JSON::PP;
 use IO::Socket::INET ();
 use Time::HiRes ();
-use TavusTest qw(reply);
+use TavusTest qw(reply delete_location upstream_group);
 
 my $t = TavusTest->new->require_module;
 
@@ -208,22 +208,10 @@ for my $case (@cases) {
     $mock{$name} = $t->raw_mock(port => $t->port($name),
                                 script => [ $entry, [ $ok ] ]);
 
-    push @upstreams, <<"UPSTREAM";
-    upstream fm_$name {
-        server 127.0.0.1:%%PORT_$name%%;
-        keepalive 2;
-    }
-UPSTREAM
-
-    $settings //= '';
-
-    push @locations, <<"LOCATION";
-        location ~ ^/$name/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass http://fm_$name;
-            $settings
-        }
-LOCATION
+    push @upstreams, upstream_group("fm_$name", [ "127.0.0.1:%%PORT_$name%%" ],
+                                    'keepalive 2;');
+    push @locations, delete_location($name, "tavus_pass http://fm_$name;",
+                                     $settings // '');
 }
 
 # the slow upstream of the client-abort cases: answers after 3 seconds,

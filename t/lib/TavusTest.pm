@@ -62,6 +62,11 @@ package TavusTest;
 #                                     request, as chunked)
 #   chunked(STATUS, [ CHUNK, ... ], NAME => VALUE, ...)
 #                                     the same, chunked
+#   delete_location(PATH, DIRECTIVE, ...), upstream_group(NAME, [ ADDRESS,
+#                   ... ], DIRECTIVE, ...)
+#                                     the text of a location ~ ^/PATH/(id)$
+#                                     with tavus_delete_replica, or of an
+#                                     upstream{} (exported on request)
 #   $t->raw_mock(port =>, script => [ ENTRY, ... ])
 #                                     a TavusTest::RawMock: a forked
 #                                     upstream that plays ENTRY n to request
@@ -124,7 +129,7 @@ use strict;
 use warnings;
 
 use Exporter 'import';
-our @EXPORT_OK = qw(reply chunked);
+our @EXPORT_OK = qw(reply chunked delete_location upstream_group);
 
 use Test::More ();
 use File::Temp ();
@@ -599,11 +604,7 @@ sub http {
 
         $req = "$method $path HTTP/1.1\r\n"
                . 'Host: ' . ($a{host} // 'localhost') . "\r\n"
-               . "Connection: close\r\n";
-
-        while (my ($n, $v) = splice @h, 0, 2) {
-            $req .= "$n: $v\r\n";
-        }
+               . "Connection: close\r\n" . _header_lines(@h);
 
         $req .= 'Content-Length: ' . length($a{body}) . "\r\n"
             if defined $a{body};
@@ -1003,12 +1004,7 @@ sub mock_log {
 sub reply {
     my ($status, $body, @headers) = @_;
 
-    my $h = '';
-    while (my ($n, $v) = splice @headers, 0, 2) {
-        $h .= "$n: $v\r\n";
-    }
-
-    return "HTTP/1.1 $status\r\n$h"
+    return "HTTP/1.1 $status\r\n" . _header_lines(@headers)
            . (defined $body ? 'Content-Length: ' . length($body) . "\r\n" : '')
            . "\r\n" . ($body // '');
 }
@@ -1019,14 +1015,59 @@ sub reply {
 sub chunked {
     my ($status, $chunks, @headers) = @_;
 
+    return "HTTP/1.1 $status\r\n" . _header_lines(@headers)
+           . "Transfer-Encoding: chunked\r\n\r\n"
+           . join('', map { sprintf("%x\r\n%s\r\n", length, $_) } @$chunks)
+           . "0\r\n\r\n";
+}
+
+# "Name: value\r\n" lines of a list of names and values
+
+sub _header_lines {
+    my (@headers) = @_;
+
     my $h = '';
     while (my ($n, $v) = splice @headers, 0, 2) {
         $h .= "$n: $v\r\n";
     }
 
-    return "HTTP/1.1 $status\r\n${h}Transfer-Encoding: chunked\r\n\r\n"
-           . join('', map { sprintf("%x\r\n%s\r\n", length, $_) } @$chunks)
-           . "0\r\n\r\n";
+    return $h;
+}
+
+# configuration text a test makes many of:
+#
+#   delete_location(PATH, DIRECTIVE, ...)
+#
+#       location ~ ^/PATH/(?<replica>[^/]*)$ {
+#           tavus_delete_replica $replica;
+#           DIRECTIVE
+#       }
+#
+#   upstream_group(NAME, [ ADDRESS, ... ], DIRECTIVE, ...)
+#
+#       upstream NAME {
+#           server ADDRESS;
+#           DIRECTIVE
+#       }
+#
+# DIRECTIVEs are given with their ";", and the empty ones are left out.
+
+sub delete_location {
+    my ($path, @directives) = @_;
+
+    return "        location ~ ^/$path/(?<replica>[^/]*)\$ {\n"
+           . "            tavus_delete_replica \$replica;\n"
+           . join('', map { "            $_\n" } grep { length } @directives)
+           . "        }\n";
+}
+
+sub upstream_group {
+    my ($name, $servers, @directives) = @_;
+
+    return "    upstream $name {\n"
+           . join('', map { "        server $_;\n" } @$servers)
+           . join('', map { "        $_\n" } grep { length } @directives)
+           . "    }\n";
 }
 
 package TavusTest::RawMock;
