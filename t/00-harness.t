@@ -262,6 +262,19 @@ is($t->wait_log('some.log', qr/^d /, timeout => 0.2), undef,
 is($t->wait_for(sub { 0 }, timeout => 0.1), undef,
    'wait_for: undef when the condition never holds');
 
+# log lines as hashes: name=value words, or "|"-separated fields
+
+$t->write_file('kv.log', "id=a n=1\nid=b n=2\n");
+$t->write_file('bar.log', "a|1|x\nb|2, 3|y\n");
+
+is(join(' ', map { "$_->{id}:$_->{n}" } $t->log_entries('kv.log')),
+   'a:1 b:2', 'log_entries: name=value words');
+is($t->log_entry('bar.log', [qw(id n w)], id => 'b')->{n}, '2, 3',
+   'log_entry: the line of a field\'s value, by the fields\' names');
+is_deeply($t->log_entry('bar.log', [qw(id n w)], id => 'c',
+                        timeout => 0.2), {},
+          'log_entry: {} for a value no line has');
+
 done_testing;
 
 sub read_n {

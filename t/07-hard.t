@@ -58,8 +58,9 @@ my @allow = (
 my $locations = join '', map { delete_location(@$_) } @allow;
 
 $t->run(<<"HTTP");
-    log_format hard '\$request_id hard=\$tavus_hard outcome=\$tavus_outcome '
-                    'id=\$tavus_replica_id status=\$status';
+    log_format hard 'rid=\$request_id hard=\$tavus_hard '
+                    'outcome=\$tavus_outcome id=\$tavus_replica_id '
+                    'status=\$status';
 
     map \$http_x_role \$hard_by_role {
         admin     on;
@@ -105,18 +106,11 @@ $locations
     }
 HTTP
 
-# the access log line of a request, by its request_id (the log is written
-# when the request ends, which may be just after the client has its answer)
+# the access log line of a request, by its request_id
 
 sub log_entry {
     my ($id) = @_;
-
-    return {} unless defined $id && length $id;
-
-    return $t->wait_log('hard.log', sub {
-        my ($rid, @f) = split / /;
-        return $rid eq $id ? { map { split /=/, $_, 2 } @f } : undef;
-    }) // {};
+    return $t->log_entry('hard.log', undef, rid => $id);
 }
 
 my $n = 0;

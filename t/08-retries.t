@@ -303,16 +303,11 @@ HTTP
 
 my $gw = $t->port('gw');
 
+# the access log line of a request, by its request_id
+
 sub log_entry {
     my ($id) = @_;
-
-    return {} unless defined $id && length $id;
-
-    return $t->wait_log('retry.log', sub {
-        my ($rid, $outcome, $us, $ua) = split /\|/;
-        return $rid eq $id ? { outcome => $outcome, us => $us, ua => $ua }
-                           : undef;
-    }) // {};
+    return $t->log_entry('retry.log', [qw(rid outcome us ua)], rid => $id);
 }
 
 # no field twice in the raw body, one Content-Type and Cache-Control, a

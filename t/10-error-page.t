@@ -154,14 +154,9 @@ my $gw = $t->port('gw');
 
 sub log_entry {
     my ($id) = @_;
-
-    return {} unless defined $id && length $id;
-
-    return $t->wait_log('ep.log', sub {
-        my %e;
-        @e{qw(test request_id status outcome replica_id us)} = split /\|/;
-        return $e{test} eq $id ? \%e : undef;
-    }) // {};
+    return $t->log_entry('ep.log',
+                         [qw(test request_id status outcome replica_id us)],
+                         test => $id);
 }
 
 my $seq = 0;

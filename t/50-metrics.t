@@ -354,8 +354,8 @@ for my $label (sort keys %want) {
 # the histogram, against the plan and against the access log: the same
 # milliseconds nginx logs as $upstream_response_time
 
-my @log = map { { map { split /=/, $_, 2 } split / / } }
-          grep { !/outcome=- / } split /\n/, $t->read_file('gw.access.log');
+my @log = grep { ($_->{outcome} // '') ne '-' }
+          $t->log_entries('gw.access.log');
 
 is(scalar @log, scalar @requests, 'access log: a line a request');
 

@@ -274,8 +274,7 @@ is(join(' ', map { m{^DELETE /v2/replicas/(\S+) } ? $1 : '?' }
 # $tavus_outcome, $tavus_hard, the replica id and the key fingerprint in
 # the access log
 
-my @log = map { { map { split /=/, $_, 2 } split / / } }
-          split /\n/, $t->read_file('dry.access.log');
+my @log = $t->log_entries('dry.access.log');
 
 my %by_uri = map { $_->{uri} => $_ } @log;
 

@@ -90,6 +90,12 @@ package TavusTest;
 #   $t->mock_tavus(name =>, port =>, key =>)
 #                                     http{} text of t/lib/mock-tavus.conf
 #   $t->mock_log(NAME)                its access log as a list of hashes
+#   $t->log_entries(FILE, [FIELDS])   a log's lines as hashes: FIELDS names
+#                                     the "|"-separated fields, else the
+#                                     line is "name=value" words
+#   $t->log_entry(FILE, [FIELDS], NAME => VALUE, timeout => S)
+#                                     the entry whose NAME is VALUE, waited
+#                                     for (wait_log); {} if none comes
 #   $t->error_log                     this run's error log
 #   $t->wait_for(CODE, timeout => S)  CODE's first true value, polled;
 #                                     undef after S (TAVUS_TIMEOUT) seconds
@@ -985,17 +991,39 @@ sub mock_tavus {
 
 sub mock_log {
     my ($self, $name) = @_;
+    return $self->log_entries(($name // 'tavus') . '.access.log');
+}
 
-    $name //= 'tavus';
+# the lines of a log of the prefix as hashes: with FIELDS, the names of
+# its "|"-separated fields; without, its "name=value" words
 
-    my @entries;
+sub log_entries {
+    my ($self, $file, $fields) = @_;
+    return map { _log_fields($_, $fields) } split /\n/, $self->read_file($file);
+}
 
-    for (split /\n/, $self->read_file("$name.access.log")) {
-        my %e = map { split /=/, $_, 2 } split / /;
-        push @entries, \%e;
-    }
+# the entry of a log whose field NAME is VALUE, once nginx has written it
+# (see wait_log); {} when it does not come in time, or VALUE is empty
 
-    return @entries;
+sub log_entry {
+    my ($self, $file, $fields, $name, $value, %o) = @_;
+
+    return {} unless defined $value && length $value;
+
+    return $self->wait_log($file, sub {
+        my $e = _log_fields($_, $fields);
+        return ($e->{$name} // '') eq $value ? $e : undef;
+    }, %o) // {};
+}
+
+sub _log_fields {
+    my ($line, $fields) = @_;
+
+    return { map { split /=/, $_, 2 } split / /, $line } unless $fields;
+
+    my %e;
+    @e{@$fields} = split /\|/, $line;
+    return \%e;
 }
 
 # an upstream answer for raw mocks: reply('404 Not Found', $body,
