@@ -256,27 +256,29 @@ is(seen_by('r99'), 'b', 'and they stay there');
 is(($t->mock_log('b'))[-1]{key}, 'ok', 'with the key');
 
 ###############################################################################
-# a name that does not resolve
+# names that do not resolve: nginx's 502 as JSON, the reason in the error
+# log, no mock reached
 
-$r = del('/nowhere/rdead');
-$t->answer($r, 502, { code => 'upstream_error', replica_id => 'rdead' },
-           'NXDOMAIN');
-like($t->error_log, qr/\[error\] .*nowhere\.test could not be resolved (?#
-                       )\(3: Host not found\)/,
-     'NXDOMAIN: the error log says why');
-is(seen_by('rdead'), '', 'NXDOMAIN: no mock saw it');
+sub unresolved {
+    my ($name, $path, $host, $why) = @_;
+
+    my ($id) = $path =~ m{([^/]+)\z};
+    my $r = del($path);
+    $t->answer($r, 502, { code => 'upstream_error', replica_id => $id }, $name);
+    like($t->error_log, qr/\[error\] .*\Q$host\E could not be resolved (?#
+                           )\(\Q$why\E\)/,
+         "$name: the error log says why");
+    is(seen_by($id), '', "$name: no mock saw it");
+}
+
+unresolved('NXDOMAIN', '/nowhere/rdead', 'nowhere.test', '3: Host not found');
 
 # the DNS server gone: a name not cached times out
 
 $dns->stop;
 
-$r = del('/late/rlate');
-$t->answer($r, 502, { code => 'upstream_error', replica_id => 'rlate' },
-           'DNS server gone');
-like($t->error_log, qr/\[error\] .*late\.test could not be resolved (?#
-                       )\(110: Operation timed out\)/,
-     'DNS server gone: the error log says why');
-is(seen_by('rlate'), '', 'DNS server gone: no mock saw it');
+unresolved('DNS server gone', '/late/rlate', 'late.test',
+           '110: Operation timed out');
 
 ###############################################################################
 

@@ -43,12 +43,13 @@ $t->run(<<'HTTP');
         default   "";
     }
 
+    # both servers
+    tavus_pass http://127.0.0.1:%%PORT_up%%;
+    tavus_api_key dry-Static_1;
+
     server {
         listen 127.0.0.1:%%PORT_gw%%;
         access_log %%PREFIX%%/dry.access.log dry;
-
-        tavus_pass http://127.0.0.1:%%PORT_up%%;
-        tavus_api_key dry-Static_1;
         tavus_metrics_label dry;
 
         location = /metrics {
@@ -97,9 +98,6 @@ $t->run(<<'HTTP');
     server {
         listen 127.0.0.1:%%PORT_gw2%%;
         access_log %%PREFIX%%/dry.access.log dry;
-
-        tavus_pass http://127.0.0.1:%%PORT_up%%;
-        tavus_api_key dry-Static_1;
         tavus_metrics_label inherit;
         tavus_dry_run on;
 

@@ -33,6 +33,7 @@ package TavusProc;
 #                             stopped yet (for END blocks)
 #   watchdog(PID)             a process that stops PID's process group
 #                             (QUIT, then KILL) once this process is gone
+#   stop_watchdog(WATCHDOG)   no longer needed: gone
 #   children(PID)             the pids whose parent is PID, sorted (/proc)
 #   rss_kib(PID)              its resident memory (VmRSS), KiB
 #   slurp(PATH), spew(PATH, CONTENT)
@@ -225,6 +226,15 @@ sub watchdog {
     kill 'KILL', -$pid, $pid;
 
     POSIX::_exit(0);
+}
+
+sub stop_watchdog {
+    my ($wd) = @_;
+
+    return unless $wd;
+
+    kill 'KILL', $wd;
+    waitpid($wd, 0);
 }
 
 sub children {

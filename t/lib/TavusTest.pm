@@ -517,10 +517,7 @@ sub _shutdown {
     $_->stop for @{ $self->{mocks} };
     $self->{mocks} = [];
 
-    if (my $wd = delete $self->{watchdog}) {
-        kill 'KILL', $wd;
-        waitpid($wd, 0);
-    }
+    TavusProc::stop_watchdog(delete $self->{watchdog});
 
     my $pid = delete $self->{pid} or return;
 
@@ -1103,6 +1100,8 @@ package TavusTest::RawMock;
 use strict;
 use warnings;
 
+our @ISA = ('TavusTest::Forked');
+
 use IO::Socket::INET ();
 use IO::Select ();
 use Socket qw(SOL_SOCKET SO_LINGER IPPROTO_TCP TCP_NODELAY);
@@ -1449,25 +1448,15 @@ sub events {
 
 sub _slurp { TavusProc::slurp($_[0]) }
 
-sub stop {
-    my ($self) = @_;
+# stopping, for TavusTest::Forked: the count of connections kept first
 
-    return unless $$ == $self->{owner};
-    return unless $self->{pid};
+sub _stop {
+    my ($self) = @_;
 
     $self->{final_connections} = eval { $self->connections };
 
-    my $pid = delete $self->{pid};
-
-    kill 'KILL', -$pid;
-    kill 'KILL', $pid;
-    waitpid($pid, 0);
-}
-
-sub DESTROY {
-    my ($self) = @_;
-    local ($?, $@, $!);
-    $self->stop;
+    kill 'KILL', -$self->{pid}, $self->{pid};
+    waitpid($self->{pid}, 0);
 }
 
 
@@ -1487,6 +1476,8 @@ package TavusTest::Dnsmasq;
 
 use strict;
 use warnings;
+
+our @ISA = ('TavusTest::Forked');
 
 my $DNSMASQ = $ENV{TAVUS_DNSMASQ} // '/usr/sbin/dnsmasq';
 
@@ -1526,8 +1517,7 @@ sub new {
         }
 
         TavusProc::stop($pid, 'KILL', 2) unless $up;
-        kill 'KILL', $watchdog;
-        waitpid($watchdog, 0);
+        TavusProc::stop_watchdog($watchdog);
 
         die "dnsmasq does not start:\n" . $self->log
             unless $up && $try < 3;
@@ -1552,19 +1542,29 @@ sub running {
     return 0;
 }
 
+sub _stop {
+    my ($self) = @_;
+    TavusProc::stop($self->{pid}, 'TERM', 5);
+}
+
+# what the harness's forked helpers share: stopped ({pid}: _stop, their
+# own way, then the watchdog, if any) by the process that started them
+# ({owner}) only, once, at the latest when they go
+
+package TavusTest::Forked;
+
+use strict;
+use warnings;
+
 sub stop {
     my ($self) = @_;
 
     return unless $$ == $self->{owner};
 
-    if (my $pid = delete $self->{pid}) {
-        TavusProc::stop($pid, 'TERM', 5);
-    }
+    $self->_stop if $self->{pid};
+    delete $self->{pid};
 
-    if (my $wd = delete $self->{watchdog}) {
-        kill 'KILL', $wd;
-        waitpid($wd, 0);
-    }
+    TavusProc::stop_watchdog(delete $self->{watchdog});
 }
 
 sub DESTROY {
