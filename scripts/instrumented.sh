@@ -1,6 +1,12 @@
 # Sourced by scripts/test-asan.sh and scripts/test-valgrind.sh: what the
-# two runs of the suite against an instrumented module share.  Run from
-# the top directory.
+# two runs of the suite against an instrumented module share.  It sets
+# $top (the top directory, the current one from then on), $run (the
+# script's name, for messages), $nginx (Debian's nginx) and $start, and
+# defines:
+#
+#   need COMMAND PACKAGES
+#       exits with a message naming the Debian packages unless COMMAND
+#       is there
 #
 #   instrumented_build BUILD FLAGS [MAKE-ARGS...]
 #       the module built with MODULE_CFLAGS=FLAGS into BUILD, from scratch
@@ -20,6 +26,20 @@
 #   select_tests TESTS EXCLUDE
 #       the array `selected`: the files of TESTS (a list, default
 #       t/*.t) that are not in EXCLUDE
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+
+run=$(basename "$0" .sh)
+nginx=/usr/sbin/nginx
+start=$(date +%s)
+
+need() {
+    command -v "$1" >/dev/null || {
+        echo "$run: $1 is missing: apt-get install $2" >&2
+        exit 1
+    }
+}
 
 instrumented_build() {
     local build=$1 flags=$2

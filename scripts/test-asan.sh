@@ -39,20 +39,12 @@
 
 set -euo pipefail
 
-top=$(cd "$(dirname "$0")/.." && pwd)
-cd "$top"
-
-. scripts/instrumented.sh
+. "$(dirname "$0")/instrumented.sh"
 
 build=${ASAN_BUILD:-build/asan}
 logs=$top/$build/logs
-nginx=/usr/sbin/nginx
 
-command -v clang >/dev/null || {
-    echo "test-asan: clang is missing: apt-get install clang" \
-         "libclang-rt-14-dev" >&2
-    exit 1
-}
+need clang "clang libclang-rt-14-dev"
 
 rt=$(clang -print-file-name=libclang_rt.asan-x86_64.so)
 
@@ -61,8 +53,6 @@ rt=$(clang -print-file-name=libclang_rt.asan-x86_64.so)
          "libclang-rt-14-dev" >&2
     exit 1
 }
-
-start=$(date +%s)
 
 mkdir -p "$build"
 

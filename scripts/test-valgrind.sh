@@ -34,21 +34,12 @@
 
 set -euo pipefail
 
-top=$(cd "$(dirname "$0")/.." && pwd)
-cd "$top"
-
-. scripts/instrumented.sh
+. "$(dirname "$0")/instrumented.sh"
 
 build=${VALGRIND_BUILD:-build/valgrind}
 logs=$top/$build/logs
-nginx=/usr/sbin/nginx
 
-command -v valgrind >/dev/null || {
-    echo "test-valgrind: valgrind is missing: apt-get install valgrind" >&2
-    exit 1
-}
-
-start=$(date +%s)
+need valgrind valgrind
 
 # the module: rebuilt from scratch when the flags change
 

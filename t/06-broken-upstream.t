@@ -12,7 +12,7 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use JSON::PP;
-use TavusTest qw(delete_location);
+use TavusTest qw(delete_location upstream_group);
 
 my $t = TavusTest->new->require_module;
 
@@ -116,29 +116,26 @@ my $kept = $t->raw_mock(port => $t->port('kept'), script => [
     [ $ok ],
 ]);
 
-my @groups = map { delete_location($_, "tavus_pass http://$_;") }
-             qw(retry_after_reset retry_after_garbage retry_after_refused kept);
+# the groups: name => [ [ the servers' ports ], more of the upstream{} ]
+
+my %groups = (
+    retry_after_reset   => [ [qw(first_reset second)] ],
+    retry_after_garbage => [ [qw(first_garbage second)] ],
+    retry_after_refused => [ [qw(refused second)] ],
+    kept                => [ [qw(kept)], 'keepalive 4;' ],
+);
+
+my (@upstreams, @groups);
+
+for my $g (sort keys %groups) {
+    my ($ports, @more) = @{ $groups{$g} };
+    push @upstreams, upstream_group($g, [ map { "127.0.0.1:%%PORT_$_%%" }
+                                          @$ports ], @more);
+    push @groups, delete_location($g, "tavus_pass http://$g;");
+}
 
 $t->run(<<"HTTP");
-    upstream retry_after_reset {
-        server 127.0.0.1:%%PORT_first_reset%%;
-        server 127.0.0.1:%%PORT_second%%;
-    }
-
-    upstream retry_after_garbage {
-        server 127.0.0.1:%%PORT_first_garbage%%;
-        server 127.0.0.1:%%PORT_second%%;
-    }
-
-    upstream retry_after_refused {
-        server 127.0.0.1:%%PORT_refused%%;
-        server 127.0.0.1:%%PORT_second%%;
-    }
-
-    upstream kept {
-        server 127.0.0.1:%%PORT_kept%%;
-        keepalive 4;
-    }
+@upstreams
 
     server {
         listen 127.0.0.1:%%PORT_gw%%;

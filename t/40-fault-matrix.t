@@ -222,16 +222,14 @@ my $slow = $t->raw_mock(port => $t->port('slow'),
                         script => [ [ { wait => $delay }, $ok ] ]);
 my $slow_timeout = int($delay + 10);
 
+push @upstreams, upstream_group('fm_slow', [ '127.0.0.1:%%PORT_slow%%' ],
+                                'keepalive 2;');
+
 $t->run(<<"HTTP");
     log_format fault '\$request_uri \$status outcome=\$tavus_outcome'
                      ' upstream=\$upstream_status';
 
 @upstreams
-
-    upstream fm_slow {
-        server 127.0.0.1:%%PORT_slow%%;
-        keepalive 2;
-    }
 
     server {
         listen 127.0.0.1:%%PORT_gw%%;
