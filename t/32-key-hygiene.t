@@ -202,6 +202,21 @@ my $gw = $t->port('gw');
 # the mock's own logs: see below
 my $mock_tavus = $t->mock_tavus(name => 'tavus', key => $K{static});
 
+# TLS upstreams: location => [ the mock's port, tavus_ssl_name, the CA
+# trusted ]
+
+my @tls_locations = map {
+    my ($name, $port, $sni, $ca) = @$_;
+    delete_location("$name/replicas",
+                    "tavus_pass https://127.0.0.1:%%PORT_$port%%;",
+                    $sni ? "tavus_ssl_name $sni;" : '',
+                    "tavus_ssl_trusted_certificate $pki->{$ca};",
+                    "tavus_api_key $K{static};");
+} [ tls_ok => 'tlsmock_ok', 'tavusapi.com', 'ca.crt' ],
+  [ tls_untrusted => 'tlsmock_untrusted', 'tavusapi.com', 'rogue-ca.crt' ],
+  [ tls_wrong_name => 'tlsmock_name', 'wrong.example', 'ca.crt' ],
+  [ tls_plain => 'plainmock', undef, 'ca.crt' ];
+
 $t->run($mock_tavus . <<"HTTP");
     log_format audit escape=json '{"uri":"\$request_uri",'
         '"status":"\$status","user":"\$remote_user",'
@@ -288,36 +303,7 @@ $t->run($mock_tavus . <<"HTTP");
             tavus_dry_run on;
         }
 
-        location ~ ^/tls_ok/replicas/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass https://127.0.0.1:%%PORT_tlsmock_ok%%;
-            tavus_ssl_name tavusapi.com;
-            tavus_ssl_trusted_certificate $pki->{'ca.crt'};
-            tavus_api_key $K{static};
-        }
-
-        location ~ ^/tls_untrusted/replicas/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass https://127.0.0.1:%%PORT_tlsmock_untrusted%%;
-            tavus_ssl_name tavusapi.com;
-            tavus_ssl_trusted_certificate $pki->{'rogue-ca.crt'};
-            tavus_api_key $K{static};
-        }
-
-        location ~ ^/tls_wrong_name/replicas/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass https://127.0.0.1:%%PORT_tlsmock_name%%;
-            tavus_ssl_name wrong.example;
-            tavus_ssl_trusted_certificate $pki->{'ca.crt'};
-            tavus_api_key $K{static};
-        }
-
-        location ~ ^/tls_plain/replicas/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass https://127.0.0.1:%%PORT_plainmock%%;
-            tavus_ssl_trusted_certificate $pki->{'ca.crt'};
-            tavus_api_key $K{static};
-        }
+@tls_locations
     }
 HTTP
 
