@@ -27,6 +27,8 @@ package TavusTest;
 #
 # API (see each function for details):
 #
+# the test's nginx
+#
 #   TavusTest->new(no_module => 1?, worker_processes => N)
 #                                     temporary prefix; no_module only for
 #                                     the harness's own test (t/00-harness.t)
@@ -34,19 +36,39 @@ package TavusTest;
 #   $t->port(NAME)                    a free 127.0.0.1 port, memoised by
 #                                     name, outside the kernel's ephemeral
 #                                     range (t/lib/TavusProc.pm says why)
-#   $t->prefix, $t->write_file(NAME, CONTENT), $t->read_file(NAME)
+#   $t->prefix, $t->module, $t->write_file(NAME, CONTENT), $t->read_file(NAME)
 #   $t->run(HTTP_BLOCK)               write nginx.conf, start nginx, wait for
 #                                     every `listen` port; %%PORT_name%% and
-#                                     %%PREFIX%% are replaced
+#                                     %%PREFIX%% are replaced (expand(TEXT))
 #   $t->nginx_t(HTTP_BLOCK)           (passed, output) of nginx -t
-#   $t->http(port =>, method =>, path =>, headers => [..], body =>, raw =>)
-#                                     { status, headers, header_list, body,
-#                                       raw, timed_out, json_checked }
-#                                     every application/json body received
+#   $t->error_log                     this run's error log
+#   $t->stop                          stop mocks and nginx; a failure if the
+#                                     error log has [alert], [crit], [emerg]
+#
+# workers and reloads
+#
+#   $t->master                        false with TAVUS_MASTER=off
+#   $t->workers(N?)                   the number of workers nginx runs (1
+#                                     without a master); N from the next run
+#   $t->master_pid, $t->worker_pids
+#   $t->wait_workers(not => [PIDS], timeout => S)
+#                                     the worker pids once all run (none of
+#                                     PIDS), () on timeout
+#   $t->reload(http => TEXT?, timeout => S)
+#                                     SIGHUP (a new nginx.conf first, with
+#                                     http); the new workers' pids once the
+#                                     old ones are gone, () on timeout
+#
+# the client and the answers
+#
+#   $t->http(port =>, method =>, path =>, headers => [..], body =>, raw =>,
+#            from =>)                 { status, headers, header_list, body,
+#                                       raw, timed_out, json_checked };
+#                                     from => ADDR: a local address.
+#                                     Every application/json body received
 #                                     must be valid JSON, or the test fails
 #                                     (see json_body_error; no_json_check
 #                                     => 1 turns this off for one request)
-#                                     from => ADDR: a local address
 #   $t->https(port =>, method =>, path =>, headers =>, cacert =>, cert =>,
 #             key =>)                 the same over TLS, made by curl;
 #                                     also { curl_exit, error }
@@ -56,17 +78,10 @@ package TavusTest;
 #   $t->json($r)                      the body as a JSON object, or a failure
 #   $t->answer($r, STATUS, {FIELDS}, NAME, keys => [..])
 #                                     the checks every module answer passes
-#   reply(STATUS, BODY, NAME => VALUE, ...)
-#                                     an upstream answer for a raw mock,
-#                                     with Content-Length (exported on
-#                                     request, as chunked)
-#   chunked(STATUS, [ CHUNK, ... ], NAME => VALUE, ...)
-#                                     the same, chunked
-#   delete_location(PATH, DIRECTIVE, ...), upstream_group(NAME, [ ADDRESS,
-#                   ... ], DIRECTIVE, ...)
-#                                     the text of a location ~ ^/PATH/(id)$
-#                                     with tavus_delete_replica, or of an
-#                                     upstream{} (exported on request)
+#   $t->printable(TEXT)               TEXT with other bytes as \xNN
+#
+# upstreams and other servers
+#
 #   $t->raw_mock(port =>, script => [ ENTRY, ... ])
 #                                     a TavusTest::RawMock: a forked
 #                                     upstream that plays ENTRY n to request
@@ -83,20 +98,31 @@ package TavusTest;
 #                                     (received), answered (its entry
 #                                     played), eof (the peer closed during a
 #                                     wait)
+#   reply(STATUS, BODY, NAME => VALUE, ...)
+#                                     an upstream answer for a raw mock,
+#                                     with Content-Length (exported on
+#                                     request, as are the next three)
+#   chunked(STATUS, [ CHUNK, ... ], NAME => VALUE, ...)
+#                                     the same, chunked
+#   $t->mock_tavus(name =>, port =>, key =>)
+#                                     http{} text of t/lib/mock-tavus.conf,
+#                                     an nginx that answers as Tavus does
+#   $t->mock_log(NAME)                its access log as a list of hashes
 #   $t->dnsmasq(name => 'dns', args => [ ... ])
 #                                     a TavusTest::Dnsmasq on 127.0.0.1, port
 #                                     $t->port(NAME): ->port, ->log,
 #                                     ->reread (SIGHUP), ->running, ->stop
-#   $t->mock_tavus(name =>, port =>, key =>)
-#                                     http{} text of t/lib/mock-tavus.conf
-#   $t->mock_log(NAME)                its access log as a list of hashes
-#   $t->log_entries(FILE, [FIELDS])   a log's lines as hashes: FIELDS names
-#                                     the "|"-separated fields, else the
-#                                     line is "name=value" words
-#   $t->log_entry(FILE, [FIELDS], NAME => VALUE, timeout => S)
-#                                     the entry whose NAME is VALUE, waited
-#                                     for (wait_log); {} if none comes
-#   $t->error_log                     this run's error log
+#
+# configuration text a test makes many of
+#
+#   delete_location(PATH, DIRECTIVE, ...)
+#                                     location ~ ^/PATH/(?<replica>[^/]*)$
+#                                     with tavus_delete_replica $replica
+#   upstream_group(NAME, [ ADDRESS, ... ], DIRECTIVE, ...)
+#                                     upstream NAME { server ADDRESS; ... }
+#
+# logs, and waiting
+#
 #   $t->wait_for(CODE, timeout => S)  CODE's first true value, polled;
 #                                     undef after S (TAVUS_TIMEOUT) seconds
 #   $t->wait_log(FILE, MATCH, timeout => S)
@@ -104,23 +130,25 @@ package TavusTest;
 #                                     regex, or a sub given the line in $_)
 #                                     takes, once nginx has written it;
 #                                     undef after S seconds
-#   $t->master                        false with TAVUS_MASTER=off
-#   $t->workers(N?)                   the number of workers nginx runs (1
-#                                     without a master); N from the next run
-#   $t->master_pid, $t->worker_pids
-#   $t->wait_workers(not => [PIDS], timeout => S)
-#                                     the worker pids once all run (none of
-#                                     PIDS), () on timeout
-#   $t->reload(http => TEXT?, timeout => S)
-#                                     SIGHUP (a new nginx.conf first, with
-#                                     http); the new workers' pids once the
-#                                     old ones are gone, () on timeout
-#   $t->stop                          stop mocks and nginx; a failure if the
-#                                     error log has [alert], [crit], [emerg]
+#   $t->log_entries(FILE, [FIELDS])   a log's lines as hashes: FIELDS names
+#                                     the "|"-separated fields, else the
+#                                     line is "name=value" words
+#   $t->log_entry(FILE, [FIELDS], NAME => VALUE, timeout => S)
+#                                     the entry whose NAME is VALUE, waited
+#                                     for (wait_log); {} if none comes
 #
-# The ports, processes and files underneath (free_port, spawn, reap,
-# slurp, ...) are t/lib/TavusProc.pm, which the bench and the soak use
-# too.
+# The rest of the library, in t/lib:
+#
+#   TavusProc.pm       ports, processes and files (free_port, spawn, reap,
+#                      slurp, ...), under the harness and shared with the
+#                      bench, the soak and `make run`
+#   TavusConf.pm       the rewriter of the configurations an operator
+#                      reads, examples/ and the docs, for a test machine
+#   TavusTLS.pm        certificates made with openssl; the TLS mock of Tavus
+#   TavusAuth.pm       a PKI, htpasswd files, Basic credentials, JSON-lines
+#                      logs, key fingerprints, the search for leaked keys
+#   TavusProm.pm       a strict parser of the Prometheus text format
+#   mock-tavus.conf    the nginx mock of the Tavus API
 #
 # Environment:
 #     TAVUS_MODULE   the module to load (default <repo>/build/ngx_http_tavus_module.so)
@@ -130,6 +158,7 @@ package TavusTest;
 #     TAVUS_WRAPPER  a command to run nginx under, e.g. "valgrind -q
 #                    --error-exitcode=99" (with TAVUS_MASTER=off)
 #     TAVUS_MASTER   off: master_process off (one process, for valgrind)
+#     TAVUS_DNSMASQ  the dnsmasq binary (default /usr/sbin/dnsmasq)
 
 use strict;
 use warnings;
