@@ -175,8 +175,12 @@ is(($m->requests)[0],
    . "\r\nConnection: close\r\nX-Test: 1\r\n\r\n",
    'proxied: exact request bytes');
 
+$t->new_errors;
 $r = $t->http(port => $t->port('gw'), path => '/hang');
 is($r->{status}, 504, 'proxied: hang is a timeout');
+like(scalar $t->new_errors, qr/\[error\] .*upstream timed out/,
+     'new_errors: the timeout, logged since the last call');
+unlike(scalar $t->new_errors, qr/\S/, 'new_errors: nothing new since');
 is($m->connections, 2, 'proxied: 2 connections');
 
 # connections counted even when the mock has not accepted them yet

@@ -210,16 +210,9 @@ $t->run($conf);
 ###############################################################################
 # helpers
 
-my $seen = 0;
-
 # the gateway's error log since the last call, without debug lines
 
-sub new_errors {
-    my $log = $t->error_log;
-    my $new = substr($log, $seen);
-    $seen = length $log;
-    return join "\n", grep { !/\[debug\]/ } split /\n/, $new;
-}
+sub new_errors { return scalar $t->new_errors }
 
 sub del {
     my ($loc, $id, %o) = @_;

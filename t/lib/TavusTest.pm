@@ -42,6 +42,8 @@ package TavusTest;
 #                                     %%PREFIX%% are replaced (expand(TEXT))
 #   $t->nginx_t(HTTP_BLOCK)           (passed, output) of nginx -t
 #   $t->error_log                     this run's error log
+#   $t->new_errors                    what it got since the last call, no
+#                                     [debug] lines: lines, or their text
 #   $t->stop                          stop mocks and nginx; a failure if the
 #                                     error log has [alert], [crit], [emerg]
 #
@@ -407,6 +409,22 @@ sub run {
 sub error_log {
     my ($self) = @_;
     return $self->read_file('error.log');
+}
+
+# what this run's error log got since the last call (since the start of
+# the run the first time), without its [debug] lines: the lines, or in
+# scalar context their text
+
+sub new_errors {
+    my ($self) = @_;
+
+    my $log = $self->error_log;
+    my $seen = $self->{errors_seen}{ $self->{runs} } // 0;
+    $self->{errors_seen}{ $self->{runs} } = length $log;
+
+    my @lines = grep { !/\[debug\]/ } split /\n/, substr($log, $seen);
+
+    return wantarray ? @lines : join "\n", @lines;
 }
 
 # workers and reloads
