@@ -1,6 +1,7 @@
 #!/usr/bin/perl
 
-# Keepalive to the upstream (issue 3, point 2): with an upstream{} group
+# Keepalive to the upstream (docs/responses.md, the end of "What counts as
+# an invalid answer"): with an upstream{} group
 # that has keepalive N, consecutive deletes reuse one connection, whatever
 # the framing (Content-Length, chunked, no body, 1-byte packets) and the
 # status of well-formed answers; no reuse after Connection: close, a
@@ -14,30 +15,23 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use JSON::PP;
-use TavusTest qw(reply);
+use TavusTest qw(reply chunked delete_location upstream_group);
 
 my $t = TavusTest->new->require_module;
 
 my $KEY = 'ka-Key_1';
 my $true = JSON::PP::true;
 
-sub chunked {
-    my ($head, @chunks) = @_;
-    return "$head\r\nTransfer-Encoding: chunked\r\n\r\n"
-           . join('', map { sprintf("%x\r\n%s\r\n", length, $_) } @chunks)
-           . "0\r\n\r\n";
-}
-
 my $JT = 'application/json';
 
 my $ok = reply('200 OK', '{"message":"Replica deleted successfully"}',
                'Content-Type' => $JT);
-my $ok_chunked = chunked('HTTP/1.1 200 OK', '{"message":',
-                         '"Replica deleted successfully"}');
+my $ok_chunked = chunked('200 OK', [ '{"message":',
+                                     '"Replica deleted successfully"}' ]);
 my $no_content = "HTTP/1.1 204 No Content\r\n\r\n";
 my $e400 = reply('400 Bad Request', '{"error":"Invalid replica_id"}',
                  'Content-Type' => $JT);
-my $e404 = chunked('HTTP/1.1 404 Not Found', '{"message":"gone"}');
+my $e404 = chunked('404 Not Found', [ '{"message":"gone"}' ]);
 my $e429 = reply('429 Too Many Requests', '{"message":"slow"}',
                  'Retry-After' => 3);
 my $e500 = reply('500 Internal Server Error', '{"error":"oops"}');
@@ -69,10 +63,8 @@ my @cases = (
                                           Connection => 'Close') ],
                                   [ $ok ], [ $ok ] ],
       [ 200, 200, 200 ], 2 ],
-    [ connection_close_chunked => [ [ "HTTP/1.1 404 Not Found\r\n"
-                                      . "Connection: close\r\n"
-                                      . "Transfer-Encoding: chunked\r\n\r\n"
-                                      . "2\r\n{}\r\n0\r\n\r\n" ],
+    [ connection_close_chunked => [ [ chunked('404 Not Found', [ '{}' ],
+                                              Connection => 'close') ],
                                     [ $ok ], [ $ok ] ],
       [ 404, 200, 200 ], 2 ],
     [ http10 => [ [ "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}" ],
@@ -132,27 +124,15 @@ for my $case (@cases) {
 
     $mock{$name} = $t->raw_mock(port => $t->port($name), script => $script);
 
-    $conf //= '';
-
-    push @upstreams, <<"UPSTREAM";
-    upstream $name {
-        server 127.0.0.1:%%PORT_$name%%;
-        keepalive 4;
-        $conf
-    }
-UPSTREAM
+    push @upstreams, upstream_group($name, [ "127.0.0.1:%%PORT_$name%%" ],
+                                    'keepalive 4;', $conf // '');
 
     # only the timeout case has a short read timeout: a whole answer must
     # be read within it, bytewise ones too, on a loaded machine as well
     my $timeout = $name eq 'timeout' ? 'tavus_read_timeout 250ms;' : '';
 
-    push @locations, <<"LOCATION";
-        location ~ ^/$name/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass http://$name;
-            $timeout
-        }
-LOCATION
+    push @locations, delete_location($name, "tavus_pass http://$name;",
+                                     $timeout);
 }
 
 $t->run($t->mock_tavus(name => 'tavus', key => $KEY) . <<"HTTP");
