@@ -36,7 +36,10 @@ SOURCES =	config $(wildcard ngx_tavus_module/*.[ch])
 #             headers, the configured objs/ (ngx_auto_config.h) and
 #             nginx's source tree
 PURE =		ngx_tavus_module/ngx_http_tavus_validate.c \
-		ngx_tavus_module/ngx_http_tavus_json.c
+		ngx_tavus_module/ngx_http_tavus_outcome.c \
+		ngx_tavus_module/ngx_http_tavus_translate.c \
+		ngx_tavus_module/ngx_http_tavus_json.c \
+		ngx_tavus_module/ngx_http_tavus_text.c
 NGX_INCS =	-I $(CURDIR)/ngx_tavus_module -I $(abspath $(NGX_BUILD))/objs \
 		$(addprefix -I $(NGX_SRC)/src/,core event event/modules \
 		os/unix http http/modules)

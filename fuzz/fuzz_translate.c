@@ -33,7 +33,10 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <cjson/cJSON.h>
+#include "ngx_http_tavus_outcome.h"
+#include "ngx_http_tavus_translate.h"
 #include "ngx_http_tavus_json.h"
+#include "ngx_http_tavus_text.h"
 #include "ngx_http_tavus_validate.h"
 #include "fuzz_common.h"
 

@@ -11,7 +11,10 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#include "ngx_http_tavus_outcome.h"
+#include "ngx_http_tavus_translate.h"
 #include "ngx_http_tavus_json.h"
+#include "ngx_http_tavus_text.h"
 #include "ngx_http_tavus_validate.h"
 
 

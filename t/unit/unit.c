@@ -11,7 +11,10 @@
 #include <ngx_core.h>
 #include <cjson/cJSON.h>
 #include "ngx_http_tavus_validate.h"
+#include "ngx_http_tavus_outcome.h"
+#include "ngx_http_tavus_translate.h"
 #include "ngx_http_tavus_json.h"
+#include "ngx_http_tavus_text.h"
 
 
 static int  tests;
