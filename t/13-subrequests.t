@@ -19,8 +19,7 @@ my $t = TavusTest->new->require_module;
 my $KEY = 'sub-Key_4242';
 my $gw = $t->port('gw');
 
-$t->write_file('api.key', "$KEY\n");
-chmod 0600, $t->prefix . '/api.key';
+$t->key_file('api.key', $KEY);
 
 mkdir $t->prefix . '/html';
 $t->write_file('html/static.txt', "S");

@@ -27,8 +27,7 @@ my $t = TavusTest->new->require_module;
 my $KEY = 'last-Key_7';
 my $gw = $t->port('gw');
 
-$t->write_file('api.key', "$KEY\n");
-chmod 0600, $t->prefix . '/api.key';
+$t->key_file('api.key', $KEY);
 
 $t->port('closed');     # nothing listens there: refused
 
@@ -87,15 +86,6 @@ $t->run(<<'HTTP');
     }
 HTTP
 
-my $seen = 0;
-
-sub new_errors {
-    my $log = $t->error_log;
-    my $new = substr($log, $seen);
-    $seen = length $log;
-    return join "\n", grep { !/\[debug\]/ } split /\n/, $new;
-}
-
 my %total;
 
 my $refused = qr/connect\(\) failed \(111: Connection refused\)/;
@@ -124,14 +114,14 @@ for my $case (
         = @$case;
 
     for my $n (1 .. 2) {
-        new_errors();
+        $t->new_errors;
 
         my $r = $t->http(port => $gw, method => 'DELETE',
                          path => "/$group/r$n");
         $t->answer($r, $status, { code => $outcome, replica_id => "r$n" },
                    "$name ($n)");
 
-        my $log = new_errors();
+        my $log = scalar $t->new_errors;
         like($log, $why->[$n - 1], "$name ($n): the refusal is logged");
         like($log, $logged, "$name ($n): the other try is logged");
         unlike($log, qr/upstream sent/, "$name ($n): no other complaint")

@@ -22,8 +22,7 @@ my $gw = $t->port('gw');
 my $true = JSON::PP::true;
 my $false = JSON::PP::false;
 
-$t->write_file('api.key', "$KEY\n");
-chmod 0600, $t->prefix . '/api.key';
+$t->key_file('api.key', $KEY);
 
 $t->run($t->mock_tavus(name => 'tavus', key => $KEY) . <<'HTTP');
     log_format gw '$uri outcome=$tavus_outcome status=$status';

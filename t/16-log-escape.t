@@ -13,15 +13,14 @@ use warnings;
 
 use lib 't/lib';
 use Test::More;
-use TavusTest qw(reply);
+use TavusTest qw(reply gateway);
 
 my $t = TavusTest->new->require_module;
 
 my $KEY = 'esc-Key_1';
 my $gw = $t->port('gw');
 
-$t->write_file('api.key', "$KEY\n");
-chmod 0600, $t->prefix . '/api.key';
+$t->key_file('api.key', $KEY);
 
 my $forged = '{"error":"boom\n2026/12/01 00:00:00 [emerg] 1#1: forged'
              . '\u001b[31m\r\"q\\\\b\u007f\u009b1m\u202eZ\u2028\u00e9"}';
@@ -34,26 +33,8 @@ my $up = $t->raw_mock(port => $t->port('up'), script => [
     [ reply('503 Service Unavailable', $long) ],
 ]);
 
-$t->run(<<'HTTP');
-    server {
-        listen 127.0.0.1:%%PORT_gw%%;
-
-        location ~ ^/replicas/(?<replica>[^/]*)$ {
-            tavus_delete_replica $replica;
-            tavus_pass http://127.0.0.1:%%PORT_up%%;
-            tavus_api_key_file %%PREFIX%%/api.key;
-        }
-    }
-HTTP
-
-my $seen = 0;
-
-sub new_lines {
-    my $log = $t->error_log;
-    my $new = substr($log, $seen);
-    $seen = length $log;
-    return grep { !/\[debug\]/ } split /\n/, $new;
-}
+$t->run(gateway('tavus_pass http://127.0.0.1:%%PORT_up%%;',
+                'tavus_api_key_file %%PREFIX%%/api.key;'));
 
 my $escaped = 'boom\x0a2026/12/01 00:00:00 [emerg] 1#1: forged\x1b[31m'
               . '\x0d\x22q\x5cb\x7f\xc2\x9b1m\xe2\x80\xaeZ\xe2\x80\xa8'
@@ -64,11 +45,11 @@ for my $case ([ 500, 'upstream answered 500, message: "' ],
 {
     my ($status, $prefix) = @$case;
 
-    new_lines();
+    $t->new_errors;
     my $r = $t->http(port => $gw, method => 'DELETE', path => '/replicas/r1');
     is($r->{status}, 502, "$status: 502");
 
-    my @lines = new_lines();
+    my @lines = $t->new_errors;
     my @ours = grep { /\Q$prefix\E/ } @lines;
 
     is(scalar @ours, 1, "$status: one line");
@@ -81,11 +62,11 @@ for my $case ([ 500, 'upstream answered 500, message: "' ],
 
 # cut at 512 bytes, a whole character, before the newline, then escaped
 
-new_lines();
+$t->new_errors;
 my $r = $t->http(port => $gw, method => 'DELETE', path => '/replicas/r2');
 is($r->{status}, 502, 'long message: 502');
 
-my ($line) = grep { /upstream answered 503/ } new_lines();
+my ($line) = grep { /upstream answered 503/ } $t->new_errors;
 my ($msg) = ($line // '') =~ /message: "([^"]*)"/;
 is($msg, "\xc3\xa9" x 256, 'long message: 256 characters (512 bytes),'
                             . ' readable');

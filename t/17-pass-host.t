@@ -18,8 +18,7 @@ my $t = TavusTest->new->require_module;
 
 my $gw = $t->port('gw');
 
-$t->write_file('api.key', "host-Key_1\n");
-chmod 0600, $t->prefix . '/api.key';
+$t->key_file('api.key', "host-Key_1");
 
 my $conf = sub {
     my ($pass) = @_;

@@ -21,8 +21,7 @@ my $p = $t->prefix;
 
 mkdir "$p/sites";
 
-$t->write_file('api.key', "place-Key_1\n");
-chmod 0600, "$p/api.key";
+$t->key_file('api.key', "place-Key_1");
 
 $t->write_file('sites/a.conf', <<'CONF');
 server {

@@ -41,8 +41,7 @@ my $true = JSON::PP::true;
 my $gw = $t->port('gw');
 my $p = $t->prefix;
 
-$t->write_file('api.key', "$KEY\n");
-chmod 0600, "$p/api.key";
+$t->key_file('api.key', $KEY);
 
 ###############################################################################
 # the PKI: the delete locations trust "root"; proxy_pass trusts "proxyca"
@@ -223,18 +222,9 @@ $t->run($conf);
 ###############################################################################
 # helpers
 
-my $seen = 0;
-
-sub new_errors {
-    my $log = $t->error_log;
-    my $new = substr($log, $seen);
-    $seen = length $log;
-    return join "\n", grep { !/\[debug\]/ } split /\n/, $new;
-}
-
 sub del {
     my ($loc, $id) = @_;
-    new_errors();
+    $t->new_errors;
     return $t->http(port => $gw, method => 'DELETE', path => "/$loc/$id");
 }
 
@@ -263,7 +253,7 @@ sub refused {
     my $r = del($loc, $id);
     $t->answer($r, 502, { code => 'upstream_error', replica_id => $id },
                $name);
-    like(new_errors(), qr/upstream SSL certificate verify error/,
+    like(scalar $t->new_errors, qr/upstream SSL certificate verify error/,
          "$name: a handshake of its own, which verification refused");
 }
 

@@ -27,8 +27,7 @@ my $gw = $t->port('gw');
 my $up = $t->port('up');
 my $p = $t->prefix;
 
-$t->write_file('api.key', "late-Key_1\n");
-chmod 0600, "$p/api.key";
+$t->key_file('api.key', "late-Key_1");
 
 my $pki = TavusTLS->new($t);
 $pki->ca('root');

@@ -12,7 +12,7 @@ use warnings;
 
 use lib 't/lib';
 use Test::More;
-use TavusTest;
+use TavusTest qw(reply gateway);
 
 my $t = TavusTest->new->require_module;
 
@@ -98,23 +98,13 @@ for my $case (
 # tavus_api_key_file: a key with "$", "{" and "}" is sent as it is
 
 my $KEY = 'Zq8$Hidden{Part}';
-$t->write_file('dollar.key', "$KEY\n");
-chmod 0600, $t->prefix . '/dollar.key';
+$t->key_file('dollar.key', "$KEY");
 
 my $up = $t->raw_mock(port => $t->port('up'),
-                      script => [ [ TavusTest::reply('200 OK', '{}') ] ]);
+                      script => [ [ reply('200 OK', '{}') ] ]);
 
-$t->run(<<'HTTP');
-    server {
-        listen 127.0.0.1:%%PORT_gw%%;
-
-        location ~ ^/replicas/(?<replica>[^/]*)$ {
-            tavus_delete_replica $replica;
-            tavus_pass http://127.0.0.1:%%PORT_up%%;
-            tavus_api_key_file %%PREFIX%%/dollar.key;
-        }
-    }
-HTTP
+$t->run(gateway('tavus_pass http://127.0.0.1:%%PORT_up%%;',
+                'tavus_api_key_file %%PREFIX%%/dollar.key;'));
 
 my $r = $t->http(port => $gw, method => 'DELETE', path => '/replicas/r1');
 $t->answer($r, 200, { replica_id => 'r1' }, 'a key file with "$"');

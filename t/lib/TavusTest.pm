@@ -37,13 +37,15 @@ package TavusTest;
 #                                     name, outside the kernel's ephemeral
 #                                     range (t/lib/TavusProc.pm says why)
 #   $t->prefix, $t->module, $t->write_file(NAME, CONTENT), $t->read_file(NAME)
+#   $t->key_file(NAME, KEY)           KEY and a newline in NAME, mode 0600
 #   $t->run(HTTP_BLOCK)               write nginx.conf, start nginx, wait for
 #                                     every `listen` port; %%PORT_name%% and
 #                                     %%PREFIX%% are replaced (expand(TEXT))
 #   $t->nginx_t(HTTP_BLOCK)           (passed, output) of nginx -t
 #   $t->error_log                     this run's error log
-#   $t->new_errors                    what it got since the last call, no
-#                                     [debug] lines: lines, or their text
+#   $t->new_errors                    what it got since the last call, but
+#                                     debug lines (a debug line may run
+#                                     over several): lines, or their text
 #   $t->stop                          stop mocks and nginx; a failure if the
 #                                     error log has [alert], [crit], [emerg]
 #
@@ -120,6 +122,8 @@ package TavusTest;
 #   delete_location(PATH, DIRECTIVE, ...)
 #                                     location ~ ^/PATH/(?<replica>[^/]*)$
 #                                     with tavus_delete_replica $replica
+#   gateway(DIRECTIVE, ...)           server { listen 127.0.0.1:%%PORT_gw%%;
+#                                     with delete_location('replicas', ...) }
 #   upstream_group(NAME, [ ADDRESS, ... ], DIRECTIVE, ...)
 #                                     upstream NAME { server ADDRESS; ... }
 #
@@ -166,7 +170,7 @@ use strict;
 use warnings;
 
 use Exporter 'import';
-our @EXPORT_OK = qw(reply chunked delete_location upstream_group);
+our @EXPORT_OK = qw(reply chunked delete_location upstream_group gateway);
 
 use Test::More ();
 use File::Temp ();
@@ -267,6 +271,17 @@ sub port {
 sub write_file {
     my ($self, $name, $content) = @_;
     return TavusProc::spew($self->_path($name), $content);
+}
+
+# a key file as an operator writes one: the key and a newline, mode 0600
+
+sub key_file {
+    my ($self, $name, $key) = @_;
+
+    my $path = $self->write_file($name, "$key\n");
+    chmod 0600, $path or die "chmod $path: $!";
+
+    return $path;
 }
 
 sub read_file {
@@ -426,7 +441,9 @@ sub new_errors {
     my $seen = $self->{errors_seen}{ $self->{runs} } // 0;
     $self->{errors_seen}{ $self->{runs} } = length $log;
 
-    my @lines = grep { !/\[debug\]/ } split /\n/, substr($log, $seen);
+    # a line of its own level: nginx's debug lines may run over several
+    my @lines = grep { m{^\d{4}/\d\d/\d\d [\d:]{8} \[(?!debug\])} }
+                split /\n/, substr($log, $seen);
 
     return wantarray ? @lines : join "\n", @lines;
 }
@@ -1119,6 +1136,8 @@ sub _header_lines {
 #           DIRECTIVE
 #       }
 #
+#   gateway(DIRECTIVE, ...)           server { listen 127.0.0.1:%%PORT_gw%%;
+#                                     with delete_location('replicas', ...) }
 #   upstream_group(NAME, [ ADDRESS, ... ], DIRECTIVE, ...)
 #
 #       upstream NAME {
@@ -1135,6 +1154,15 @@ sub delete_location {
            . "            tavus_delete_replica \$replica;\n"
            . join('', map { "            $_\n" } grep { length } @directives)
            . "        }\n";
+}
+
+sub gateway {
+    my (@directives) = @_;
+
+    return "    server {\n"
+           . "        listen 127.0.0.1:%%PORT_gw%%;\n\n"
+           . delete_location('replicas', @directives)
+           . "    }\n";
 }
 
 sub upstream_group {
