@@ -22,6 +22,9 @@
 #define NGX_HTTP_TAVUS_KEY_FILE_MAX  4096
 
 
+static char *ngx_http_tavus_key_add(ngx_conf_t *cf,
+    ngx_http_tavus_loc_conf_t *tlcf, const char *directive,
+    ngx_http_tavus_key_t **keyp);
 static char *ngx_http_tavus_key_check(ngx_conf_t *cf,
     ngx_http_tavus_key_t *key);
 static const char *ngx_http_tavus_key_invalid(u_char *data, size_t len);
@@ -34,28 +37,18 @@ ngx_http_tavus_api_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_tavus_loc_conf_t *tlcf = conf;
 
+    char                        *rv;
     ngx_int_t                    rc;
     ngx_str_t                   *value, name;
     ngx_http_tavus_key_t        *key, **slot;
     ngx_http_tavus_main_conf_t  *tmcf;
 
-    if (tlcf->key != NGX_CONF_UNSET_PTR) {
-        if (ngx_strcmp(tlcf->key->directive, "tavus_api_key") == 0) {
-            return "is duplicate";
-        }
-
-        return "cannot be used with \"tavus_api_key_file\" at one level";
+    rv = ngx_http_tavus_key_add(cf, tlcf, "tavus_api_key", &key);
+    if (rv != NGX_CONF_OK) {
+        return rv;
     }
 
     value = cf->args->elts;
-
-    key = ngx_pcalloc(cf->pool, sizeof(ngx_http_tavus_key_t));
-    if (key == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    key->directive = "tavus_api_key";
-    tlcf->key = key;
 
     /*
      * a literal key, or one variable alone: nothing else is compiled,
@@ -113,12 +106,9 @@ ngx_http_tavus_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_file_info_t        fi;
     ngx_http_tavus_key_t  *key;
 
-    if (tlcf->key != NGX_CONF_UNSET_PTR) {
-        if (ngx_strcmp(tlcf->key->directive, "tavus_api_key_file") == 0) {
-            return "is duplicate";
-        }
-
-        return "cannot be used with \"tavus_api_key\" at one level";
+    rv = ngx_http_tavus_key_add(cf, tlcf, "tavus_api_key_file", &key);
+    if (rv != NGX_CONF_OK) {
+        return rv;
     }
 
     value = cf->args->elts;
@@ -188,16 +178,8 @@ ngx_http_tavus_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
     }
 
-    key = ngx_pcalloc(cf->pool, sizeof(ngx_http_tavus_key_t));
-    if (key == NULL) {
-        goto done;
-    }
-
-    key->directive = "tavus_api_key_file";
     key->value.data = buf;
     key->value.len = n;
-
-    tlcf->key = key;
 
     rv = ngx_http_tavus_key_check(cf, key);
 
@@ -213,6 +195,38 @@ done:
     }
 
     return rv;
+}
+
+
+/* one key a level, given by one of the two directives */
+
+static char *
+ngx_http_tavus_key_add(ngx_conf_t *cf, ngx_http_tavus_loc_conf_t *tlcf,
+    const char *directive, ngx_http_tavus_key_t **keyp)
+{
+    ngx_http_tavus_key_t  *key;
+
+    if (tlcf->key != NGX_CONF_UNSET_PTR) {
+        if (ngx_strcmp(tlcf->key->directive, directive) == 0) {
+            return "is duplicate";
+        }
+
+        return (ngx_strcmp(directive, "tavus_api_key") == 0)
+               ? "cannot be used with \"tavus_api_key_file\" at one level"
+               : "cannot be used with \"tavus_api_key\" at one level";
+    }
+
+    key = ngx_pcalloc(cf->pool, sizeof(ngx_http_tavus_key_t));
+    if (key == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    key->directive = directive;
+    tlcf->key = key;
+
+    *keyp = key;
+
+    return NGX_CONF_OK;
 }
 
 

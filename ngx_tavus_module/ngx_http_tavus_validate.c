@@ -9,6 +9,10 @@
 #include "ngx_http_tavus_validate.h"
 
 
+static ngx_uint_t ngx_http_tavus_one_of(u_char *data, size_t len,
+    ngx_str_t *words);
+
+
 /* NGX_OK if 1 to 128 bytes of [A-Za-z0-9_-], NGX_DECLINED otherwise */
 
 ngx_int_t
@@ -82,14 +86,12 @@ ngx_http_tavus_parse_hard(u_char *data, size_t len)
 ngx_int_t
 ngx_http_tavus_parse_switch(u_char *data, size_t len)
 {
-    if ((len == 2 && ngx_strncmp(data, "on", 2) == 0)
-        || (len == 4 && ngx_strncmp(data, "true", 4) == 0)
-        || (len == 1 && data[0] == '1'))
-    {
-        return 1;
-    }
+    static ngx_str_t  yes[] = {
+        ngx_string("on"), ngx_string("true"), ngx_string("1"),
+        ngx_null_string
+    };
 
-    return 0;
+    return ngx_http_tavus_one_of(data, len, yes);
 }
 
 
@@ -101,15 +103,27 @@ ngx_http_tavus_parse_switch(u_char *data, size_t len)
 ngx_int_t
 ngx_http_tavus_parse_dry_run(u_char *data, size_t len)
 {
-    if (len == 0
-        || (len == 3 && ngx_strncmp(data, "off", 3) == 0)
-        || (len == 5 && ngx_strncmp(data, "false", 5) == 0)
-        || (len == 1 && data[0] == '0'))
-    {
-        return 0;
+    static ngx_str_t  no[] = {
+        ngx_string("off"), ngx_string("false"), ngx_string("0"),
+        ngx_null_string
+    };
+
+    return len != 0 && !ngx_http_tavus_one_of(data, len, no);
+}
+
+
+/* whether a value is one of the words, exactly */
+
+static ngx_uint_t
+ngx_http_tavus_one_of(u_char *data, size_t len, ngx_str_t *words)
+{
+    for ( /* void */ ; words->len; words++) {
+        if (len == words->len && ngx_strncmp(data, words->data, len) == 0) {
+            return 1;
+        }
     }
 
-    return 1;
+    return 0;
 }
 
 

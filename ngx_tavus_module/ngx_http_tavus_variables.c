@@ -17,33 +17,29 @@
  */
 
 
-static ngx_int_t ngx_http_tavus_replica_id_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_tavus_hard_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_tavus_outcome_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_tavus_fingerprint_variable(ngx_http_request_t *r,
+#define NGX_HTTP_TAVUS_VAR_REPLICA_ID   0
+#define NGX_HTTP_TAVUS_VAR_HARD         1
+#define NGX_HTTP_TAVUS_VAR_OUTCOME      2
+#define NGX_HTTP_TAVUS_VAR_FINGERPRINT  3
+
+
+static ngx_int_t ngx_http_tavus_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
 
 static ngx_http_variable_t  ngx_http_tavus_vars[] = {
 
-    { ngx_string("tavus_replica_id"), NULL,
-      ngx_http_tavus_replica_id_variable, 0,
-      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+    { ngx_string("tavus_replica_id"), NULL, ngx_http_tavus_variable,
+      NGX_HTTP_TAVUS_VAR_REPLICA_ID, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
-    { ngx_string("tavus_hard"), NULL,
-      ngx_http_tavus_hard_variable, 0,
-      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+    { ngx_string("tavus_hard"), NULL, ngx_http_tavus_variable,
+      NGX_HTTP_TAVUS_VAR_HARD, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
-    { ngx_string("tavus_outcome"), NULL,
-      ngx_http_tavus_outcome_variable, 0,
-      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+    { ngx_string("tavus_outcome"), NULL, ngx_http_tavus_variable,
+      NGX_HTTP_TAVUS_VAR_OUTCOME, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
-    { ngx_string("tavus_api_key_fingerprint"), NULL,
-      ngx_http_tavus_fingerprint_variable, 0,
-      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+    { ngx_string("tavus_api_key_fingerprint"), NULL, ngx_http_tavus_variable,
+      NGX_HTTP_TAVUS_VAR_FINGERPRINT, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };
@@ -68,113 +64,77 @@ ngx_http_tavus_add_variables(ngx_conf_t *cf)
 }
 
 
-static ngx_int_t
-ngx_http_tavus_replica_id_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    ngx_http_tavus_ctx_t  *ctx;
-
-    ctx = ngx_http_tavus_get_ctx(r);
-
-    if (ctx == NULL || ctx->replica_id.len == 0) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    v->len = ctx->replica_id.len;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-    v->data = ctx->replica_id.data;
-
-    return NGX_OK;
-}
-
+/* a variable is not found until the request has a value for it */
 
 static ngx_int_t
-ngx_http_tavus_hard_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
+ngx_http_tavus_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+    uintptr_t data)
 {
+    ngx_str_t              value;
     ngx_http_tavus_ctx_t  *ctx;
 
     ctx = ngx_http_tavus_get_ctx(r);
 
     if (ctx == NULL) {
-        v->not_found = 1;
-        return NGX_OK;
+        goto not_found;
     }
 
-    if (ctx->hard) {
-        v->len = sizeof("true") - 1;
-        v->data = (u_char *) "true";
+    switch (data) {
 
-    } else {
-        v->len = sizeof("false") - 1;
-        v->data = (u_char *) "false";
+    case NGX_HTTP_TAVUS_VAR_REPLICA_ID:
+        value = ctx->replica_id;
+        break;
+
+    case NGX_HTTP_TAVUS_VAR_HARD:
+        if (ctx->hard) {
+            ngx_str_set(&value, "true");
+
+        } else {
+            ngx_str_set(&value, "false");
+        }
+
+        break;
+
+    case NGX_HTTP_TAVUS_VAR_OUTCOME:
+        if (ctx->answer.outcome == NGX_HTTP_TAVUS_OUTCOME_NONE) {
+            goto not_found;
+        }
+
+        value = *ngx_http_tavus_outcome_name(ctx->answer.outcome);
+        break;
+
+    default: /* NGX_HTTP_TAVUS_VAR_FINGERPRINT */
+
+        if (ctx->key.len == 0) {
+            goto not_found;
+        }
+
+        value.len = NGX_HTTP_TAVUS_FINGERPRINT_LEN;
+        value.data = ngx_pnalloc(r->pool, value.len);
+        if (value.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (ngx_http_tavus_key_fingerprint(ctx, value.data) != NGX_OK) {
+            return NGX_ERROR;
+        }
     }
 
+    if (value.len == 0) {
+        goto not_found;
+    }
+
+    v->len = value.len;
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;
+    v->data = value.data;
 
     return NGX_OK;
-}
 
+not_found:
 
-static ngx_int_t
-ngx_http_tavus_outcome_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    ngx_str_t             *name;
-    ngx_http_tavus_ctx_t  *ctx;
-
-    ctx = ngx_http_tavus_get_ctx(r);
-
-    if (ctx == NULL || ctx->answer.outcome == NGX_HTTP_TAVUS_OUTCOME_NONE) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    name = ngx_http_tavus_outcome_name(ctx->answer.outcome);
-
-    v->len = name->len;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-    v->data = name->data;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_tavus_fingerprint_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    u_char                *p;
-    ngx_http_tavus_ctx_t  *ctx;
-
-    ctx = ngx_http_tavus_get_ctx(r);
-
-    if (ctx == NULL || ctx->key.len == 0) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    p = ngx_pnalloc(r->pool, NGX_HTTP_TAVUS_FINGERPRINT_LEN);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-
-    if (ngx_http_tavus_key_fingerprint(ctx, p) != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    v->len = NGX_HTTP_TAVUS_FINGERPRINT_LEN;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-    v->data = p;
+    v->not_found = 1;
 
     return NGX_OK;
 }
