@@ -412,6 +412,9 @@ for my $label (sort keys %want) {
 
     is("@got", "@exp", "$HIS \"$name\": every bucket holds the logged times");
     is(scalar @got, 12, "$HIS \"$name\": 11 bounds and +Inf");
+    is(join(' ', map { (split /=/)[0] } @got),
+       '0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 10 +Inf',
+       "$HIS \"$name\": the bounds in seconds, written as Prometheus' own");
 }
 
 # the slow answers (30 ms) are above 0.025 s, the timeout (300 ms) is
@@ -425,7 +428,7 @@ sub bucket {
 
 cmp_ok(bucket($m, 'beta', '+Inf') - bucket($m, 'beta', '0.025'), '>=', 2,
        "$HIS beta: the two slow answers above 0.025 s");
-is(bucket($m, 'alpha', '0.500') - bucket($m, 'alpha', '0.250'), 1,
+is(bucket($m, 'alpha', '0.5') - bucket($m, 'alpha', '0.25'), 1,
    "$HIS alpha: the timeout in the 0.5 s bucket");
 
 # a scrape is not a request of the module: no change
