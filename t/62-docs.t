@@ -8,6 +8,15 @@
 #     source allows;
 #     every `### tavus_*` heading there is a directive that exists;
 #   - every variable of the module appears there as `$name`;
+#   - the index at the top of docs/directives.md links every directive
+#     and every variable of the source, and nothing else, each to its
+#     heading or anchor, in alphabetical order;
+#   - each Default is a directive line as nginx.org writes it, `name
+#     value;` of that directive, or `—` where there is none;
+#   - rendered by cmark, the CommonMark reference renderer (Debian
+#     package cmark, installed by scripts/deps.sh when missing), the
+#     Syntax, Default and Context of each directive are three lines of
+#     one paragraph, as on nginx.org, not one line;
 #   - every ```nginx block of README.md and docs/*.md whose first line is
 #     `# complete example` is a whole nginx.conf that passes `nginx -t`,
 #     and every `# complete example` line of those files starts such a
@@ -142,6 +151,83 @@ for my $name (sort grep { /^tavus_/ } keys %section) {
 
 for my $name (sort keys %variables) {
     like($ref, qr/`\$\Q$name\E`/, "\$$name is documented");
+}
+
+# the index: the list under the title, up to its first blank line
+
+my ($index) = $ref =~ /\A#[^\n]*\n\n(.*?)\n\n/s;
+my @entries = ($index // '') =~ /\[([^\]]+)\]\(#([^)]+)\)/g;
+my (%indexed, %anchor_of);
+
+while (my ($text, $anchor) = splice @entries, 0, 2) {
+    next unless $text =~ /^\$?tavus_\w+$/;
+    ok(!$indexed{$text}++, "index: $text once");
+    $anchor_of{$text} = $anchor;
+}
+
+is(join(' ', sort grep { !/^\$/ } keys %indexed),
+   join(' ', sort keys %directives),
+   'index: every directive of the source, and only those');
+is(join(' ', sort grep { /^\$/ } keys %indexed),
+   join(' ', map { "\$$_" } sort keys %variables),
+   'index: every variable of the source, and only those');
+
+my %anchors = map { $_ => 1 } ($ref =~ /<a id="([^"]+)">/g),
+    map { my $h = lc; $h =~ s/[^\w\- ]//g; $h =~ s/ /-/g; $h }
+    $ref =~ /^#+\s+(.*?)\s*$/mg;
+
+for my $text (sort keys %anchor_of) {
+    my $want = $text =~ /^\$(.*)/ ? "var_$1" : $text;
+    is($anchor_of{$text}, $want, "index: $text links to #$want");
+    ok($anchors{$want}, "index: #$want exists");
+}
+
+for my $line (split /\n(?=- )/, $index // '') {
+    my @names = $line =~ /\[(\$?tavus_\w+)\]/g;
+    is("@names", join(' ', sort @names), "index: in alphabetical order:"
+       . " @names[0 .. ($#names < 1 ? $#names : 1)] ...") if @names > 1;
+}
+
+# defaults as nginx.org writes them
+
+for my $name (sort keys %section) {
+    next unless $directives{$name};
+    my ($default) = $section{$name} =~ /^Default:\s*(.*?)\\?\s*$/m;
+    my @names = $section{$name} =~ /^Syntax:.*?`(tavus_\w+)/mg;
+    my $form = join '|', map { quotemeta } $name, @names;
+    like($default // '', qr/^(?:—|`(?:$form)(?: [^`]*)?;`)$/,
+         "$name: Default is a directive line or —");
+}
+
+# rendered: Syntax, Default and Context on three lines of one paragraph
+
+is(system('sh', 'scripts/deps.sh', 'cmark'), 0,
+   'scripts/deps.sh cmark: the CommonMark renderer is installed');
+
+my $html = do {
+    my $pid = open(my $fh, '-|') // die "fork: $!";
+    if ($pid == 0) {
+        exec 'cmark', 'docs/directives.md' or POSIX::_exit(127);
+    }
+    local $/;
+    my $out = <$fh> // '';
+    close $fh;
+    $out;
+};
+
+like($html, qr{<h1>Module ngx_http_tavus_module</h1>}, 'cmark renders'
+     . ' docs/directives.md');
+
+my %rendered;
+while ($html =~ m{<h3>(\w+)</h3>\s*<p>(.*?)</p>}sg) {
+    $rendered{$1} = $2;
+}
+
+for my $name (sort grep { $directives{$_} } keys %section) {
+    my @lines = split /<br \/>\n/, $rendered{$name} // '';
+    is(join(' | ', map { /^(\w+):/ ? $1 : '?' } @lines),
+       'Syntax | Default | Context',
+       "$name: rendered, Syntax, Default and Context on lines of their own");
 }
 
 ###############################################################################
