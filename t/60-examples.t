@@ -65,6 +65,7 @@ use JSON::PP;
 use Cwd ();
 use TavusTest;
 use TavusConf ();
+use TavusSite ();
 use TavusTLS ();
 use TavusProm;
 use TavusAuth qw(make_pki htpasswd basic json_lines fingerprint openssl_cmd);
@@ -409,35 +410,20 @@ sub cp {
 }
 
 ###############################################################################
-# a Debian layout of the examples given: conf.d/ and sites-available/
-# with links in sites-enabled/, in a directory of its own; the http{}
-# text that includes it as Debian's nginx.conf does
-
-my $layouts = 0;
+# a Debian layout of the examples given (TavusSite), with the mocks they
+# talk to
 
 sub layout {
     my (@files) = @_;
 
-    my $dir = "$p/layout" . ++$layouts;
-    mkdir $_ or die "mkdir $_: $!"
-        for $dir, map { "$dir/$_" } qw(conf.d sites-available sites-enabled);
-
     my %seen;
-
-    for my $e (grep { !$seen{$_->{name}}++ } @files) {
-        my $in = $e->{install};
-        $t->write_file("$dir/$in->{kind}/$in->{dest}", $t->expand($e->{text}));
-        symlink "../sites-available/$in->{dest}",
-                "$dir/sites-enabled/$in->{dest}"
-            or die "symlink: $!"
-            if $in->{kind} eq 'sites-available';
-    }
+    my @layout = map { [ $_->{install}{kind}, $_->{install}{dest},
+                         $_->{text} ] }
+                 grep { !$seen{$_->{name}}++ } @files;
 
     my $services = join '', map { $SERVICES{$_->{name}} // '' } @files;
 
-    return $mock_tavus . $services
-           . "    include $dir/conf.d/*.conf;\n"
-           . "    include $dir/sites-enabled/*;\n";
+    return $mock_tavus . $services . TavusSite::layout($t, @layout);
 }
 
 sub check_nginx_t {
