@@ -165,7 +165,8 @@ $m = $t->raw_mock(port => $t->port('up2'), script => [ [ $ok ] ]);
 
 $t->run(upstream_group('tavusapi.com', [ '127.0.0.1:%%PORT_up2%%' ],
                        'keepalive 4;')
-        . gateway('tavus_pass http://tavusapi.com;', 'tavus_api_key grp-Key_2;'));
+        . gateway('tavus_pass http://tavusapi.com;',
+                  'tavus_api_key grp-Key_2;'));
 
 for my $id (qw(rA rB)) {
     $r = $t->http(port => $gw, method => 'DELETE', path => "/replicas/$id");
