@@ -250,10 +250,11 @@ for my $loc (qw(off upper_off)) {
 ###############################################################################
 # permission from a map on a header
 
-check('role admin: hard', path => '/role/ID?hard=true',
-      headers => [ 'X-Role' => 'admin' ], %hard);
-check('role ops: hard', path => '/role/ID?hard=true',
-      headers => [ 'X-Role' => 'ops' ], %hard);
+for my $role (qw(admin ops)) {
+    check("role $role: hard", path => '/role/ID?hard=true',
+          headers => [ 'X-Role' => $role ], %hard);
+}
+
 check('role guest: denied', path => '/role/ID?hard=true',
       headers => [ 'X-Role' => 'guest' ], %denied);
 check('no role: denied', path => '/role/ID?hard=true', %denied);
@@ -310,10 +311,10 @@ check('X-Hard: false', path => '/header/ID',
       headers => [ 'X-Hard' => 'false' ], %soft);
 check('X-Hard absent, hard=true in the query: ignored',
       path => '/header/ID?hard=true', %soft);
-check('X-Hard: yes', path => '/header/ID',
-      headers => [ 'X-Hard' => 'yes' ], %invalid);
-check('X-Hard: TRUE', path => '/header/ID',
-      headers => [ 'X-Hard' => 'TRUE' ], %invalid);
+for my $value (qw(yes TRUE)) {
+    check("X-Hard: $value", path => '/header/ID',
+          headers => [ 'X-Hard' => $value ], %invalid);
+}
 
 check('tavus_hard true, allowed', path => '/always/ID?hard=false', %hard);
 check('tavus_hard true, not allowed: denied', path => '/always_no/ID',
