@@ -489,44 +489,21 @@ sub req {
         unless $e->{ssl};
 
     my $host = $e->{server_name};
-    my @cmd = ('curl', '--silent', '--show-error', '--include',
-               '--http1.1', '--max-time', '5',
-               '--request', $a{method} // 'GET',
-               '--cacert', $pki->{'ca.crt'},
-               '--resolve', "$host:$port:127.0.0.1");
+    my @args = ('--http1.1', '--request', $a{method} // 'GET',
+                '--cacert', $pki->{'ca.crt'},
+                '--resolve', "$host:$port:127.0.0.1");
 
-    push @cmd, '--cert', $a{cert}, '--key', $a{key} if $a{cert};
+    push @args, '--cert', $a{cert}, '--key', $a{key} if $a{cert};
 
     my @h = @{ $a{headers} // [] };
     while (my ($n, $v) = splice @h, 0, 2) {
-        push @cmd, '--header', "$n: $v";
+        push @args, '--header', "$n: $v";
     }
 
-    push @cmd, "https://$host:$port" . ($a{path} // '/');
+    my $r = TavusSite::curl($t, @args,
+                            "https://$host:$port" . ($a{path} // '/'));
 
-    my $pid = open(my $fh, '-|') // die "fork: $!";
-    if ($pid == 0) {
-        open STDIN, '<', '/dev/null';
-        open STDERR, '>', "$p/curl.stderr";
-        exec @cmd or POSIX::_exit(127);
-    }
-    binmode $fh;
-    local $/;
-    my $raw = <$fh> // '';
-    close $fh;
-
-    my $r = { status => 0, headers => {}, body => '', raw => $raw };
-    my ($head, $body) = split /\r\n\r\n/, $raw, 2;
-    my ($status_line, @lines) = split /\r\n/, $head // '';
-    ($r->{status}) = ($status_line // '') =~ m{^HTTP/\S+ (\d{3})};
-    $r->{status} //= 0;
-    for (@lines) {
-        my ($n, $v) = /^([^:]+):\s*(.*?)\s*$/ or next;
-        $r->{headers}{lc $n} = $v;
-    }
-    $r->{body} = $body // '';
-
-    diag("curl: " . $t->read_file('curl.stderr')) unless $r->{status};
+    diag('curl: ' . $t->read_file('curl.stderr')) unless $r->{status};
 
     return $r;
 }

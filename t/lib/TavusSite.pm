@@ -30,8 +30,11 @@ package TavusSite;
 #       right after a comment line `# STATUS[ CODE]: what it shows`, as
 #       { status, code (or ''), comment, command }
 #   run_curl($t, COMMAND)
-#       runs the command line with sh, as an operator pastes it; its
-#       output (curl -i) parsed: { status, headers, body, raw }
+#       runs the command line with sh, as an operator pastes it (with
+#       --max-time 10 added); its output (curl -i) parsed: { status,
+#       headers, body, raw, exit }
+#   curl($t, ARGUMENT, ...)
+#       curl --include with these arguments, no shell; parsed the same
 #   check_answer($t, $r, EXPECTATION, NAME)
 #       the status, and the code: for an error, the `code` of the JSON
 #       body; `deleted` and `dry_run`, the fields of those answers
@@ -105,12 +108,23 @@ sub expectations {
 
 sub run_curl {
     my ($t, $command) = @_;
+    return _curl($t, 'sh', '-c', "$command --max-time 10");
+}
+
+sub curl {
+    my ($t, @args) = @_;
+    return _curl($t, 'curl', '--silent', '--show-error', '--include',
+                 '--max-time', '10', @args);
+}
+
+sub _curl {
+    my ($t, @cmd) = @_;
 
     my $pid = open(my $fh, '-|') // die "fork: $!";
     if ($pid == 0) {
         open STDIN, '<', '/dev/null';
         open STDERR, '>', $t->prefix . '/curl.stderr';
-        exec 'sh', '-c', "$command --max-time 10" or POSIX::_exit(127);
+        exec @cmd or POSIX::_exit(127);
     }
     binmode $fh;
     local $/;
