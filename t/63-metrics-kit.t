@@ -284,6 +284,7 @@ is($rc, 0, "the dashboard's $n expressions are valid PromQL (promtool)")
         cmd => [ 'prometheus', "--config.file=$p/prometheus.yml",
                  "--storage.tsdb.path=$p/prometheus-data",
                  "--web.listen-address=127.0.0.1:$port" ]);
+    my $watchdog = TavusProc::watchdog($pid);     # if this test dies
 
     my $api = sub {
         my ($path) = @_;
@@ -337,11 +338,14 @@ is($rc, 0, "the dashboard's $n expressions are valid PromQL (promtool)")
     }
 
     is(TavusProc::stop($pid, 'TERM', 10), 0, 'Prometheus stops');
+    TavusProc::stop_watchdog($watchdog);
 }
 
 $t->stop;
 
 done_testing;
+
+END { TavusProc::stop_all() }
 
 ###############################################################################
 

@@ -53,6 +53,7 @@ my $pid = do {
     TavusProc::spawn(cmd => [ 'bash', 'scripts/run.sh' ], out => $out,
                      name => 'make run', group => 1);
 };
+my $watchdog = TavusProc::watchdog($pid);     # if this test dies
 
 ok($t->wait_for(sub { TavusProc::can_connect($port)
                       && $t->read_file($out) =~ /^Ctrl-C stops it\.$/m },
@@ -124,5 +125,8 @@ is(join(' ', map { "$_->{method} $_->{uri} $_->{status}" } @mock),
 kill 'INT', $pid;
 my $status = TavusProc::reap($pid, 10);
 is($status, 0, 'Ctrl-C stops it') or kill 'KILL', -$pid;
+TavusProc::stop_watchdog($watchdog);
 
 done_testing;
+
+END { TavusProc::stop_all() }
