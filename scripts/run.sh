@@ -4,15 +4,20 @@
 # loopback port, or, with TAVUS_API_KEY and TAVUS_URL set, in front of
 # that API.  Ctrl-C stops everything.
 #
+# It prints the requests of README.md's `make run` section, each with
+# what it answers; t/64-make-run.t checks that the two agree, and runs
+# them against this script's nginx.
+#
 # Environment:
 #   TAVUS_API_KEY, TAVUS_URL   front a real API (e.g. https://tavusapi.com)
 #   TAVUS_LISTEN               gateway address, default 127.0.0.1:8080
 #   TAVUS_NGINX                nginx binary, default /usr/sbin/nginx
+#   TAVUS_RUN_DIR              nginx's prefix, default build/run
 
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-prefix=$top/build/run
+prefix=${TAVUS_RUN_DIR:-$top/build/run}
 module=$top/build/ngx_http_tavus_module.so
 nginx=${TAVUS_NGINX:-/usr/sbin/nginx}
 listen=${TAVUS_LISTEN:-127.0.0.1:8080}
@@ -84,6 +89,9 @@ http {
             tavus_delete_replica \$replica_id;
             tavus_pass $upstream;
             tavus_api_key_file $prefix/api.key;
+
+            # ?dry_run=1: every check, nothing sent upstream
+            tavus_dry_run \$arg_dry_run;
         }
 
         location = /metrics {
@@ -102,12 +110,22 @@ EOF
 
 "$nginx" -t -q -p "$prefix" -c "$prefix/nginx.conf" -e /dev/stderr
 
+# README.md's lines, word for word (t/64-make-run.t)
 cat <<EOF
 ngx_tavus_module: listening on http://$listen, in front of $mode.
 Try:
+    # 200 deleted: a delete, which the mock carries out
     curl -i -X DELETE http://$listen/v2/replicas/rf3073f2dcc1
-    curl -i -X DELETE http://$listen/v2/replicas/not-a-replica
-    curl http://$listen/metrics
+    # 400 invalid_replica_id: refused by the module itself, the mock not asked
+    curl -i -X DELETE http://$listen/v2/replicas/a.b
+    # 405 method_not_allowed: a GET, refused by the module
+    curl -i http://$listen/v2/replicas/rf3073f2dcc1
+    # 403 hard_delete_denied: a hard delete, which this location does not allow
+    curl -i -X DELETE 'http://$listen/v2/replicas/rf3073f2dcc1?hard=true'
+    # 200 dry_run: every check passes, and nothing is sent to the mock
+    curl -i -X DELETE 'http://$listen/v2/replicas/rf3073f2dcc1?dry_run=1'
+    # 200: the counters of the requests above, in Prometheus' text format
+    curl -i http://$listen/metrics
 Ctrl-C stops it.
 EOF
 

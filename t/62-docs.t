@@ -8,10 +8,31 @@
 #     source allows;
 #     every `### tavus_*` heading there is a directive that exists;
 #   - every variable of the module appears there as `$name`;
+#   - the index at the top of docs/directives.md links every directive
+#     and every variable of the source, and nothing else, each to its
+#     heading or anchor, in alphabetical order;
+#   - each Default is a directive line as nginx.org writes it, `name
+#     value;` of that directive, or `—` where there is none;
+#   - rendered by cmark, the CommonMark reference renderer (Debian
+#     package cmark, installed by scripts/deps.sh when missing), the
+#     Syntax, Default and Context of each directive are three lines of
+#     one paragraph, as on nginx.org, not one line;
 #   - every ```nginx block of README.md and docs/*.md whose first line is
 #     `# complete example` is a whole nginx.conf that passes `nginx -t`,
 #     and every `# complete example` line of those files starts such a
-#     block.
+#     block;
+#   - every upstream{} group of the Tavus API in README.md and docs/*.md
+#     has `keepalive_timeout 30s` (docs/decisions.md, "Retries");
+#   - README.md's site: its ```nginx blocks whose first line names a file
+#     of Debian's layout, `# /etc/nginx/conf.d/NAME` or
+#     `# /etc/nginx/sites-available/NAME`, hold no load_module, events or
+#     http (they are pasted inside Debian's http{}); the conf.d/ file is
+#     examples/tavus-upstream.conf without its comments; the install
+#     section copies or links each of them; placed as Debian places them
+#     (TavusSite's layout: included inside http{} as Debian's nginx.conf
+#     includes conf.d/*.conf and sites-enabled/*) they pass `nginx -t`
+#     with no warning, and, run, answer the install section's verifying
+#     request as it says (its `# STATUS CODE:` comment).
 #
 # Directives are read from the source: the ngx_string("tavus_...") names
 # inside the ngx_command_t arrays of ngx_tavus_module/*.c (the same
@@ -59,6 +80,7 @@ use POSIX ();
 use Cwd ();
 use TavusTest;
 use TavusConf ();
+use TavusSite ();
 use TavusAuth qw(make_pki);
 
 my $t = TavusTest->new->require_module;
@@ -144,6 +166,83 @@ for my $name (sort keys %variables) {
     like($ref, qr/`\$\Q$name\E`/, "\$$name is documented");
 }
 
+# the index: the list under the title, up to its first blank line
+
+my ($index) = $ref =~ /\A#[^\n]*\n\n(.*?)\n\n/s;
+my @entries = ($index // '') =~ /\[([^\]]+)\]\(#([^)]+)\)/g;
+my (%indexed, %anchor_of);
+
+while (my ($text, $anchor) = splice @entries, 0, 2) {
+    next unless $text =~ /^\$?tavus_\w+$/;
+    ok(!$indexed{$text}++, "index: $text once");
+    $anchor_of{$text} = $anchor;
+}
+
+is(join(' ', sort grep { !/^\$/ } keys %indexed),
+   join(' ', sort keys %directives),
+   'index: every directive of the source, and only those');
+is(join(' ', sort grep { /^\$/ } keys %indexed),
+   join(' ', map { "\$$_" } sort keys %variables),
+   'index: every variable of the source, and only those');
+
+my %anchors = map { $_ => 1 } ($ref =~ /<a id="([^"]+)">/g),
+    map { my $h = lc; $h =~ s/[^\w\- ]//g; $h =~ s/ /-/g; $h }
+    $ref =~ /^#+\s+(.*?)\s*$/mg;
+
+for my $text (sort keys %anchor_of) {
+    my $want = $text =~ /^\$(.*)/ ? "var_$1" : $text;
+    is($anchor_of{$text}, $want, "index: $text links to #$want");
+    ok($anchors{$want}, "index: #$want exists");
+}
+
+for my $line (split /\n(?=- )/, $index // '') {
+    my @names = $line =~ /\[(\$?tavus_\w+)\]/g;
+    is("@names", join(' ', sort @names), "index: in alphabetical order:"
+       . " @names[0 .. ($#names < 1 ? $#names : 1)] ...") if @names > 1;
+}
+
+# defaults as nginx.org writes them
+
+for my $name (sort keys %section) {
+    next unless $directives{$name};
+    my ($default) = $section{$name} =~ /^Default:\s*(.*?)\\?\s*$/m;
+    my @names = $section{$name} =~ /^Syntax:.*?`(tavus_\w+)/mg;
+    my $form = join '|', map { quotemeta } $name, @names;
+    like($default // '', qr/^(?:—|`(?:$form)(?: [^`]*)?;`)$/,
+         "$name: Default is a directive line or —");
+}
+
+# rendered: Syntax, Default and Context on three lines of one paragraph
+
+is(system('sh', 'scripts/deps.sh', 'cmark'), 0,
+   'scripts/deps.sh cmark: the CommonMark renderer is installed');
+
+my $html = do {
+    my $pid = open(my $fh, '-|') // die "fork: $!";
+    if ($pid == 0) {
+        exec 'cmark', 'docs/directives.md' or POSIX::_exit(127);
+    }
+    local $/;
+    my $out = <$fh> // '';
+    close $fh;
+    $out;
+};
+
+like($html, qr{<h1>Module ngx_http_tavus_module</h1>}, 'cmark renders'
+     . ' docs/directives.md');
+
+my %rendered;
+while ($html =~ m{<h3>(\w+)</h3>\s*<p>(.*?)</p>}sg) {
+    $rendered{$1} = $2;
+}
+
+for my $name (sort grep { $directives{$_} } keys %section) {
+    my @lines = split /<br \/>\n/, $rendered{$name} // '';
+    is(join(' | ', map { /^(\w+):/ ? $1 : '?' } @lines),
+       'Syntax | Default | Context',
+       "$name: rendered, Syntax, Default and Context on lines of their own");
+}
+
 ###############################################################################
 # complete examples
 
@@ -190,6 +289,90 @@ for my $doc (@docs) {
 ok($blocks > 0 && $blocks == $marked,
    "complete examples checked: $blocks of $marked");
 
+###############################################################################
+# the keepalive rule
+
+my $groups = 0;
+
+for my $doc (@docs) {
+    for my $g (TavusConf::api_groups($t->read_file(Cwd::abs_path($doc)))) {
+        $groups++;
+        is($g->[2] // 'none', '30s',
+           "$doc: upstream $g->[0]: keepalive_timeout 30s");
+    }
+}
+cmp_ok($groups, '>=', 10, "the API's groups of the docs: $groups");
+
+###############################################################################
+# README.md's site
+
+my $readme = $t->read_file(Cwd::abs_path('README.md'));
+my @site;           # [ kind, name, text ]
+
+while ($readme =~ m{^```nginx\n\#\s*/etc/nginx/(conf\.d|sites-available)/(\S+)
+                    \s*\n(.*?)^```}mgsx)
+{
+    push @site, [ $1, $2, $3 ];
+}
+
+is(join(' ', sort map { $_->[0] } @site), 'conf.d sites-available',
+   "README.md: a site, and the conf.d/ file it needs");
+
+my ($install) = $readme =~ /^## Installing on Debian\n(.*?)^## /ms;
+my $example = $t->read_file(Cwd::abs_path('examples/tavus-upstream.conf'));
+my @site_listen;
+my %site_groups = map { $_->[0] => 1 }
+                  map { TavusConf::api_groups($_->[2]) } @site;
+
+for my $f (@site) {
+    my ($kind, $name, $text) = @$f;
+    my $what = "README.md: $kind/$name";
+
+    unlike($text, qr/^\s*(?:load_module|events|http)\b/m,
+           "$what: no load_module, events or http, pasted as it is");
+
+    if ($kind eq 'conf.d') {
+        like($install // '', qr{^\s*cp\s.*\\?\n?\s*/etc/nginx/conf\.d/\Q$name\E\s*$}m,
+             "$what: copied there by the install section");
+        is(normal($text), normal($example), "$what: examples/$name, without"
+                                            . ' its comments')
+            if $name eq 'tavus-upstream.conf';
+    } else {
+        like($install // '', qr{^\s*ln\s+-s\s+\.\./sites-available/\Q$name\E\s+
+                                /etc/nginx/sites-enabled/}mx,
+             "$what: linked from sites-enabled/ by the install section");
+    }
+
+    push @site_listen, $text =~ /^\s*listen\s+([^\s;]+)/mg;
+    $f->[2] = site_adapt($text);
+}
+
+{
+    my ($ok, $out) = $t->nginx_t(TavusSite::layout($t, @site));
+    ok($ok, "README.md: the site in Debian's layout passes nginx -t")
+        or diag($out);
+    unlike($out, qr/\[(?:warn|emerg|alert|crit)\]/, 'README.md: the site:'
+           . ' no warning') or diag($out);
+
+    $t->run(TavusSite::layout($t, @site, inline => 1));
+
+    my @verify = TavusSite::expectations($install // '');
+    ok(@verify, 'README.md: the install section has a verifying request');
+
+    for my $e (@verify) {
+        (my $cmd = $e->{command}) =~ s{http://127\.0\.0\.1:(\d+)}{
+            my $port = $1;
+            my ($l) = grep { /(?:^|:)\Q$port\E$/ } @site_listen;
+            'http://127.0.0.1:'
+            . $t->port(TavusConf::listen_port('l', $l // $port))
+        }e;
+        TavusSite::check_answer($t, TavusSite::run_curl($t, $cmd), $e,
+                                "README.md, install: $e->{command}");
+    }
+
+    $t->stop;
+}
+
 done_testing;
 
 ###############################################################################
@@ -218,6 +401,30 @@ sub check_block {
 
     ok($? == 0, "$where: complete example passes nginx -t")
         or diag("$out\nas tested:\n" . numbered($conf));
+}
+
+# configuration text without comments, blank lines and indentation
+
+sub normal {
+    my ($text) = @_;
+    return join "\n", grep { length } map { s/^\s+|\s+$//gr }
+                     map { s/#.*//r } split /\n/, $text;
+}
+
+# a README site file for a run here: the rules of adapt() below, and its
+# listen moved to a free port, one an address
+
+sub site_adapt {
+    my ($text) = @_;
+
+    return TavusConf::adapt($text,
+        listen_by_address => 'l',
+        paths => \&path_arg,
+        upstream_servers => sub {
+            my (undef, $address) = @_;
+            return $address =~ s/^([^\s;:]+)/local_host($1)/er;
+        },
+        pass_hosts => sub { $site_groups{$_[0]} ? $_[0] : local_host($_[0]) });
 }
 
 sub numbered {
@@ -274,7 +481,7 @@ sub path_arg {
     return $path if $made{$path}++;
 
     if ($directive eq 'tavus_api_key_file') {
-        $t->write_file($path, "docs-Key_0123456789\n");
+        $t->key_file($path, "docs-Key_0123456789");
     } elsif ($directive =~ /certificate_key$/) {
         $t->write_file($path, $t->read_file($pki->{'server.key'}));
     } elsif ($directive =~ /certificate$/) {

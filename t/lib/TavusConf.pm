@@ -25,6 +25,14 @@ package TavusConf;
 #   listen => NAME          `listen ANYTHING [ssl];` becomes `listen
 #                           127.0.0.1:%%PORT_NAMEn%% [ssl];`, n = 1, 2, ...
 #                           in the order of the listens
+#   listen_by_address => NAME
+#                           the same, with one port an address, so that
+#                           texts combined keep listening together where
+#                           they did: `listen 443 ssl;` becomes `listen
+#                           127.0.0.1:%%PORT_NAME_443%% ssl;`, `listen
+#                           127.0.0.1:8080;` `listen
+#                           127.0.0.1:%%PORT_NAME_127_0_0_1_8080%%;`
+#                           (listen_port(NAME, ADDRESS) names the port)
 #   paths => CODE           every argument of every directive on one line
 #                           is replaced by CODE(DIRECTIVE, ARGUMENT)
 #   upstream_servers => CODE
@@ -63,6 +71,14 @@ sub adapt {
             $n++;
             "${indent}listen 127.0.0.1:%%PORT_$name$n%%"
             . ($args =~ /(?:^|\s)ssl(?:\s|$)/ ? ' ssl' : '') . ';'
+        }mge;
+    }
+
+    if (defined(my $name = $rule{listen_by_address})) {
+        $text =~ s{^(\s*)listen\s+([^\s;]+)([^;]*);}{
+            my ($indent, $address, $args) = ($1, $2, $3);
+            "${indent}listen 127.0.0.1:%%PORT_" . listen_port($name, $address)
+            . '%%' . ($args =~ /(?:^|\s)ssl(?:\s|$)/ ? ' ssl' : '') . ';'
         }mge;
     }
 
@@ -109,6 +125,33 @@ sub adapt {
     }
 
     return $text;
+}
+
+# the name of the port that listen_by_address gives a listen address
+
+sub listen_port {
+    my ($name, $address) = @_;
+    return "${name}_" . ($address =~ s/\W/_/gr);
+}
+
+# the upstream{} groups of the Tavus API in a text, those named
+# tavusapi.com or with a `server tavusapi.com...`: [ NAME, BODY,
+# keepalive_timeout (undef without one) ]
+
+sub api_groups {
+    my ($text) = @_;
+
+    my @groups;
+
+    while ($text =~ /^\s*upstream\s+(\S+)\s*\{([^\}]*)\}/mg) {
+        my ($name, $body) = ($1, $2);
+        next unless $name eq 'tavusapi.com'
+                    || $body =~ /^\s*server\s+tavusapi\.com\b/m;
+        my ($timeout) = $body =~ /^\s*keepalive_timeout\s+([^;\s]+)\s*;/m;
+        push @groups, [ $name, $body, $timeout ];
+    }
+
+    return @groups;
 }
 
 1;
