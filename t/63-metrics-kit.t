@@ -3,7 +3,7 @@
 # The metrics kit, examples/metrics/ with examples/tavus-metrics.conf,
 # against the real tools and a real nginx with the module:
 #
-#   1. promtool (Debian package prometheus, installed by scripts/deps.sh
+#   1. promtool (Debian package prometheus, unpacked by scripts/tool.sh
 #      when missing) is there, and fails what it must fail;
 #   2. nginx runs examples/tavus-metrics.conf (its listen moved to a free
 #      port, comments dropped) with a site that deletes through a mock of
@@ -54,11 +54,17 @@ my $p = $t->prefix;
 ###############################################################################
 # 1. promtool
 
-is(system('sh', 'scripts/deps.sh', 'prometheus'), 0,
-   'scripts/deps.sh prometheus: promtool and prometheus are installed')
-    or BAIL_OUT('no promtool: sh scripts/deps.sh prometheus');
+# from Debian's package, unpacked into build/tools and not installed:
+# installing it would enable and start a Prometheus on the machine
 
-my ($rc, $out) = run_cmd([ 'promtool', 'check', 'metrics' ],
+my %bin = map { chomp(my $path = qx{sh scripts/tool.sh prometheus $_});
+                ($_ => $path) } qw(promtool prometheus);
+
+ok(-x $bin{promtool} && -x $bin{prometheus},
+   'promtool and prometheus, unpacked from Debian\'s package')
+    or BAIL_OUT('no promtool: sh scripts/tool.sh prometheus promtool');
+
+my ($rc, $out) = run_cmd([ $bin{promtool}, 'check', 'metrics' ],
                          "# HELP x X.\n# TYPE x counter\nx 1\n");
 isnt($rc, 0, 'promtool check metrics refuses a counter without _total')
     or diag($out);
@@ -117,7 +123,7 @@ my $r = $t->http(port => $t->port($mport), path => $location // '/');
 is($r->{status}, 200, "the scrape of $listen$location");
 my $scrape = $r->{body};
 
-($rc, $out) = run_cmd([ 'promtool', 'check', 'metrics' ], $scrape);
+($rc, $out) = run_cmd([ $bin{promtool}, 'check', 'metrics' ], $scrape);
 is($rc, 0, 'promtool check metrics accepts the live scrape') or diag($out);
 
 my ($m, @errors) = TavusProm::parse($scrape);
@@ -143,7 +149,7 @@ for my $cmd ([ 'check', 'config', "$KIT/prometheus.yml" ],
              [ 'check', 'rules', "$KIT/tavus-alerts.yml" ],
              [ 'test', 'rules', "$KIT/tavus-alerts.test.yml" ])
 {
-    ($rc, $out) = run_cmd([ 'promtool', @$cmd ]);
+    ($rc, $out) = run_cmd([ $bin{promtool}, @$cmd ]);
     is($rc, 0, "promtool @$cmd") or diag($out);
 }
 
@@ -261,7 +267,7 @@ for my $e (@exprs) {
     $record .= "      - record: dashboard:expr_$n\n        expr: '$expr'\n";
 }
 $t->write_file('dashboard-rules.yml', $record);
-($rc, $out) = run_cmd([ 'promtool', 'check', 'rules',
+($rc, $out) = run_cmd([ $bin{promtool}, 'check', 'rules',
                         "$p/dashboard-rules.yml" ]);
 is($rc, 0, "the dashboard's $n expressions are valid PromQL (promtool)")
     or diag($out);
@@ -281,7 +287,7 @@ is($rc, 0, "the dashboard's $n expressions are valid PromQL (promtool)")
     my $port = $t->port('prometheus');
     my $pid = TavusProc::spawn(
         group => 1, out => "$p/prometheus.log", name => 'prometheus',
-        cmd => [ 'prometheus', "--config.file=$p/prometheus.yml",
+        cmd => [ $bin{prometheus}, "--config.file=$p/prometheus.yml",
                  "--storage.tsdb.path=$p/prometheus-data",
                  "--web.listen-address=127.0.0.1:$port" ]);
     my $watchdog = TavusProc::watchdog($pid);     # if this test dies
