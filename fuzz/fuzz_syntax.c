@@ -16,6 +16,10 @@
  * and as a value with variables: a lone trailing "/" dropped; a path,
  * query or fragment declined; empty refused; otherwise, when evaluated,
  * only letters, digits and "._-:[]" accepted.
+ *
+ * ngx_http_tavus_valid_status_line() and _valid_header_line() (upstream
+ * lines), against POSIX extended regular expressions of RFC 9112's
+ * grammar; a NUL byte is never valid.
  */
 
 
@@ -23,6 +27,7 @@
 #include <ngx_core.h>
 #include "ngx_http_tavus_validate.h"
 #include "fuzz_common.h"
+#include <regex.h>
 
 
 #define NAME_CHARS  "abcdefghijklmnopqrstuvwxyz"                              \
@@ -120,6 +125,39 @@ check_host(char *v, size_t size, ngx_uint_t variables)
 }
 
 
+static void
+check_lines(char *v, size_t size)
+{
+    int         match;
+    ngx_int_t   rc;
+
+    static int      compiled;
+    static regex_t  status, header;
+
+    if (!compiled) {
+        fuzz_assert(regcomp(&status, "^HTTP/1\\.[0-9] [0-9]{3}"
+                            "( [\t\x20-\x7e\x80-\xff]*)?\r?\n$",
+                            REG_EXTENDED | REG_NOSUB) == 0, "regcomp");
+        fuzz_assert(regcomp(&header, "^[!#$%&'*+.^_`|~0-9A-Za-z-]+:"
+                            "[\t\x20-\x7e\x80-\xff]*\r?\n$",
+                            REG_EXTENDED | REG_NOSUB) == 0, "regcomp");
+        compiled = 1;
+    }
+
+    match = memchr(v, '\0', size) == NULL
+            && regexec(&status, v, 0, NULL, 0) == 0;
+    rc = ngx_http_tavus_valid_status_line((u_char *) v, size);
+    fuzz_assert((rc == NGX_OK) == match, "status line: %d, the reference "
+                "says %d", (int) rc, match);
+
+    match = memchr(v, '\0', size) == NULL
+            && regexec(&header, v, 0, NULL, 0) == 0;
+    rc = ngx_http_tavus_valid_header_line((u_char *) v, size);
+    fuzz_assert((rc == NGX_OK) == match, "header line: %d, the reference "
+                "says %d", (int) rc, match);
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -148,6 +186,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     check_host(v, size, 0);
     check_host(v, size, 1);
+    check_lines(v, size);
 
     free(v);
 

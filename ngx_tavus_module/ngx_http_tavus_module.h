@@ -155,6 +155,7 @@ typedef struct {
 
     /* the upstream answer, read whole by the process_* callbacks */
     ngx_http_status_t            status;
+    u_char                      *line_start;
     ngx_http_chunked_t           chunked;
     off_t                        content_length;
     u_char                      *body_start;

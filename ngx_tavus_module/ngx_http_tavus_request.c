@@ -148,6 +148,7 @@ ngx_http_tavus_reinit_request(ngx_http_request_t *r)
     ctx->replace_status = 0;
     r->upstream->process_header = ngx_http_tavus_process_status_line;
     ngx_memzero(&ctx->status, sizeof(ngx_http_status_t));
+    ctx->line_start = NULL;
     ngx_memzero(&ctx->chunked, sizeof(ngx_http_chunked_t));
     ctx->content_length = -1;
     ctx->body_start = NULL;

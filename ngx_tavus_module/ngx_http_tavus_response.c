@@ -24,6 +24,8 @@ static void ngx_http_tavus_log_upstream(ngx_http_request_t *r,
 static ngx_uint_t ngx_http_tavus_valid_retry_after(ngx_str_t *value);
 static ngx_int_t ngx_http_tavus_invalid(ngx_http_request_t *r,
     ngx_http_tavus_ctx_t *ctx, const char *why);
+static ngx_uint_t ngx_http_tavus_failure(ngx_http_tavus_ctx_t *ctx,
+    ngx_http_upstream_t *u, ngx_int_t rc);
 
 
 /*
@@ -51,6 +53,10 @@ ngx_http_tavus_process_status_line(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
+    if (r->state == 0) {
+        ctx->line_start = u->buffer.pos;
+    }
+
     rc = ngx_http_parse_status_line(r, &u->buffer, &ctx->status);
 
     if (rc == NGX_AGAIN) {
@@ -58,13 +64,15 @@ ngx_http_tavus_process_status_line(ngx_http_request_t *r)
     }
 
     /*
-     * no HTTP/0.9 fallback as in the proxy module: garbage is never taken
-     * for an answer
+     * no HTTP/0.9 fallback as in the proxy module, and none of the other
+     * liberties of nginx's parser (HTTP/1.10, "200.5", control bytes):
+     * garbage is never taken for an answer
      */
 
     if (rc == NGX_ERROR
-        || ctx->status.http_version < NGX_HTTP_VERSION_10
-        || ctx->status.http_version >= NGX_HTTP_VERSION_20)
+        || ngx_http_tavus_valid_status_line(ctx->line_start,
+                                            u->buffer.pos - ctx->line_start)
+           != NGX_OK)
     {
         return ngx_http_tavus_invalid(r, ctx, "no valid HTTP/1.x status line");
     }
@@ -98,9 +106,23 @@ ngx_http_tavus_process_header(ngx_http_request_t *r)
 
     for ( ;; ) {
 
+        if (r->state == 0) {
+            ctx->line_start = b->pos;
+        }
+
         rc = ngx_http_parse_header_line(r, b, 1);
 
         if (rc == NGX_OK) {
+
+            /* one line, as RFC 9112 writes it (nginx skips some lines) */
+
+            if (ngx_http_tavus_valid_header_line(ctx->line_start,
+                                                 b->pos - ctx->line_start)
+                != NGX_OK)
+            {
+                return ngx_http_tavus_invalid(r, ctx, "an invalid header");
+            }
+
             rc = ngx_http_tavus_process_header_line(r, ctx);
 
             if (rc != NGX_OK) {
@@ -261,7 +283,7 @@ ngx_http_tavus_process_header_line(ngx_http_request_t *r,
     ngx_http_tavus_ctx_t *ctx)
 {
     size_t      len;
-    u_char     *name, *value;
+    u_char     *name, *value, *last;
     ngx_str_t   h;
 
     len = r->header_name_end - r->header_name_start;
@@ -277,8 +299,20 @@ ngx_http_tavus_process_header_line(ngx_http_request_t *r,
 
     name = r->lowcase_header;
 
+    /* OWS is SP or HTAB; nginx's parser skips only SP */
+
     value = r->header_start;
-    h.len = r->header_end - r->header_start;
+    last = r->header_end;
+
+    while (value < last && (*value == ' ' || *value == '\t')) {
+        value++;
+    }
+
+    while (last > value && (last[-1] == ' ' || last[-1] == '\t')) {
+        last--;
+    }
+
+    h.len = last - value;
     h.data = value;
 
     if (len == sizeof("Content-Length") - 1
@@ -595,7 +629,6 @@ ngx_http_tavus_abort_request(ngx_http_request_t *r)
 void
 ngx_http_tavus_finalize_request(ngx_http_request_t *r, ngx_int_t rc)
 {
-    ngx_uint_t             outcome;
     ngx_http_upstream_t   *u;
     ngx_http_tavus_ctx_t  *ctx;
 
@@ -604,40 +637,74 @@ ngx_http_tavus_finalize_request(ngx_http_request_t *r, ngx_int_t rc)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_tavus_module);
 
-    if (ctx == NULL
-        || r->upstream->header_sent
-        || rc < NGX_HTTP_INTERNAL_SERVER_ERROR
-        || rc >= 600)
-    {
+    if (ctx == NULL || r->upstream->header_sent) {
         return;
     }
 
-    /*
-     * the last try decides: a try that received bytes got an invalid or
-     * a cut answer; one that received none was refused, reset or failed
-     * its handshake, or found no live server.  u->buffer and the outcome
-     * of process_header may be those of an earlier try: nginx reinits
-     * them only once a new connection is made.
-     */
-
     u = r->upstream;
 
-    if (rc == NGX_HTTP_GATEWAY_TIME_OUT) {
-        outcome = NGX_HTTP_TAVUS_UPSTREAM_TIMEOUT;
+    /*
+     * with tavus_ignore_client_abort, a client that is gone (an HTTP/2
+     * stream it reset) makes nginx end an upstream failure with 499:
+     * nothing is sent, but the log and the metrics must say what the
+     * upstream did
+     */
 
-    } else if (u->state && u->state->bytes_received) {
-        outcome = NGX_HTTP_TAVUS_UPSTREAM_INVALID_RESPONSE;
+    if (rc == NGX_HTTP_CLIENT_CLOSED_REQUEST
+        && u->conf->ignore_client_abort
+        && ctx->answer.outcome == NGX_HTTP_TAVUS_OUTCOME_NONE)
+    {
+        if (u->peer.connection
+            && (u->peer.connection->read->timedout
+                || u->peer.connection->write->timedout))
+        {
+            rc = NGX_HTTP_GATEWAY_TIME_OUT;
 
-    } else {
-        outcome = NGX_HTTP_TAVUS_UPSTREAM_ERROR;
+        } else {
+            rc = NGX_HTTP_BAD_GATEWAY;
+        }
 
-        /* and no upstream answer to count in the metrics */
-
-        ngx_memzero(&ctx->status, sizeof(ngx_http_status_t));
+        ngx_http_tavus_answer_init(&ctx->answer,
+                                   ngx_http_tavus_failure(ctx, u, rc));
+        return;
     }
 
-    ngx_http_tavus_answer_init(&ctx->answer, outcome);
+    if (rc < NGX_HTTP_INTERNAL_SERVER_ERROR || rc >= 600) {
+        return;
+    }
+
+    ngx_http_tavus_answer_init(&ctx->answer,
+                               ngx_http_tavus_failure(ctx, u, rc));
 
     ctx->answer.status = rc;
     ctx->replace_status = rc;
+}
+
+
+/*
+ * The outcome of a request that nginx ends with a 5xx: the last try
+ * decides.  A try that received bytes got an invalid or a cut answer; one
+ * that received none was refused, reset or failed its handshake, or
+ * found no live server.  u->buffer and the outcome of process_answer may
+ * be those of an earlier try: nginx reinits them only once a new
+ * connection is made.
+ */
+
+static ngx_uint_t
+ngx_http_tavus_failure(ngx_http_tavus_ctx_t *ctx, ngx_http_upstream_t *u,
+    ngx_int_t rc)
+{
+    if (rc == NGX_HTTP_GATEWAY_TIME_OUT) {
+        return NGX_HTTP_TAVUS_UPSTREAM_TIMEOUT;
+    }
+
+    if (u->state && u->state->bytes_received) {
+        return NGX_HTTP_TAVUS_UPSTREAM_INVALID_RESPONSE;
+    }
+
+    /* and no upstream answer to count in the metrics */
+
+    ngx_memzero(&ctx->status, sizeof(ngx_http_status_t));
+
+    return NGX_HTTP_TAVUS_UPSTREAM_ERROR;
 }

@@ -118,9 +118,13 @@ ngx_http_tavus_upstream_message(u_char *body, size_t len, ngx_str_t *key,
         goto done;
     }
 
+    /* "error" if it is a non-empty string, else "message" */
+
     item = cJSON_GetObjectItemCaseSensitive(root, "error");
 
-    if (!cJSON_IsString(item) || item->valuestring == NULL) {
+    if (!cJSON_IsString(item) || item->valuestring == NULL
+        || item->valuestring[0] == '\0')
+    {
         item = cJSON_GetObjectItemCaseSensitive(root, "message");
 
         if (!cJSON_IsString(item) || item->valuestring == NULL) {

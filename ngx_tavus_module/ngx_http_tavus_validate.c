@@ -11,6 +11,9 @@
 
 static ngx_uint_t ngx_http_tavus_one_of(u_char *data, size_t len,
     ngx_str_t *words);
+static ngx_uint_t ngx_http_tavus_token_char(u_char ch);
+static ngx_uint_t ngx_http_tavus_field_char(u_char ch);
+static ngx_int_t ngx_http_tavus_line_end(u_char *p, u_char *last);
 
 
 /* NGX_OK if 1 to 128 bytes of [A-Za-z0-9_-], NGX_DECLINED otherwise */
@@ -272,4 +275,114 @@ ngx_http_tavus_parse_host(u_char *data, size_t len, ngx_uint_t variables,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * An answer's status line as RFC 9112 has it, with the two liberties
+ * nginx's own parser takes that change no meaning: a bare LF for CRLF,
+ * and no space after the status code when the reason phrase is empty:
+ *
+ *     "HTTP/1." DIGIT SP 3DIGIT [ SP reason ] [ CR ] LF
+ *
+ * The reason phrase may hold HTAB, SP, visible ASCII and bytes above
+ * ASCII, nothing else.  NGX_OK, or NGX_DECLINED.
+ */
+
+ngx_int_t
+ngx_http_tavus_valid_status_line(u_char *p, size_t len)
+{
+    u_char  *last;
+
+    last = p + len;
+
+    if (len < sizeof("HTTP/1.1 200\n") - 1
+        || ngx_strncmp(p, "HTTP/1.", 7) != 0
+        || p[7] < '0' || p[7] > '9' || p[8] != ' '
+        || p[9] < '0' || p[9] > '9' || p[10] < '0' || p[10] > '9'
+        || p[11] < '0' || p[11] > '9')
+    {
+        return NGX_DECLINED;
+    }
+
+    p += 12;
+
+    if (*p == ' ') {
+        p++;
+
+        while (p < last && ngx_http_tavus_field_char(*p)) {
+            p++;
+        }
+    }
+
+    return ngx_http_tavus_line_end(p, last);
+}
+
+
+/*
+ * One header line of an answer as RFC 9112 has it, a bare LF allowed for
+ * CRLF: a field name of token characters, ":", the value of field
+ * characters (leading and trailing SP and HTAB are its OWS), the end of
+ * the line.  nginx's parser would accept more: names with other bytes, a
+ * line without a colon, control bytes in a value, and a status line among
+ * the header lines, which it skips.  NGX_OK, or NGX_DECLINED.
+ */
+
+ngx_int_t
+ngx_http_tavus_valid_header_line(u_char *p, size_t len)
+{
+    u_char  *last, *name;
+
+    last = p + len;
+
+    for (name = p; p < last && ngx_http_tavus_token_char(*p); p++) {
+        /* void */
+    }
+
+    if (p == name || p == last || *p++ != ':') {
+        return NGX_DECLINED;
+    }
+
+    while (p < last && ngx_http_tavus_field_char(*p)) {
+        p++;
+    }
+
+    return ngx_http_tavus_line_end(p, last);
+}
+
+
+/* RFC 9110 tchar: ALPHA, DIGIT and "!#$%&'*+-.^_`|~" */
+
+static ngx_uint_t
+ngx_http_tavus_token_char(u_char ch)
+{
+    if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
+        || (ch >= '0' && ch <= '9'))
+    {
+        return 1;
+    }
+
+    return ch != '\0' && ngx_strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+}
+
+
+/* HTAB, SP, VCHAR or obs-text: what a field value or a reason may hold */
+
+static ngx_uint_t
+ngx_http_tavus_field_char(u_char ch)
+{
+    return ch == '\t' || (ch >= ' ' && ch != 0x7f);
+}
+
+
+/* what is left is exactly the end of the line: CRLF or LF */
+
+static ngx_int_t
+ngx_http_tavus_line_end(u_char *p, u_char *last)
+{
+    if (p < last && *p == CR) {
+        p++;
+    }
+
+    return (last - p == 1 && *p == LF) ? NGX_OK : NGX_DECLINED;
 }

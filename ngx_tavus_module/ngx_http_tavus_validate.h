@@ -13,8 +13,9 @@
 
 
 /*
- * Pure checks of client-supplied and configured values: no allocation,
- * no event code, so that unit tests and fuzzers link this file alone.
+ * Pure checks of client-supplied, configured and upstream values: no
+ * allocation, no event code, so that unit tests and fuzzers link this
+ * file alone.
  */
 
 
@@ -30,6 +31,8 @@ ngx_int_t ngx_http_tavus_key_variable(u_char *data, size_t len,
     ngx_str_t *name);
 ngx_int_t ngx_http_tavus_parse_host(u_char *data, size_t len,
     ngx_uint_t variables, ngx_str_t *host);
+ngx_int_t ngx_http_tavus_valid_status_line(u_char *p, size_t len);
+ngx_int_t ngx_http_tavus_valid_header_line(u_char *p, size_t len);
 
 
 #endif /* _NGX_HTTP_TAVUS_VALIDATE_H_INCLUDED_ */

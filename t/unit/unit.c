@@ -592,6 +592,62 @@ test_host(void)
 
 
 static void
+test_lines(void)
+{
+    str_case_t  status[] = {
+        { S("HTTP/1.1 200 OK\r\n"), NGX_OK, "status line: 200 OK" },
+        { S("HTTP/1.0 204 No Content\n"), NGX_OK, "status line: bare LF" },
+        { S("HTTP/1.1 200\r\n"), NGX_OK, "status line: no reason" },
+        { S("HTTP/1.1 200 \r\n"), NGX_OK, "status line: empty reason" },
+        { S("HTTP/1.1 404 Not\tFound \xc3\xa9\r\n"), NGX_OK,
+          "status line: HTAB and obs-text in the reason" },
+        { S("HTTP/1.10 200 OK\r\n"), NGX_DECLINED, "status line: 1.10" },
+        { S("HTTP/1.01 200 OK\r\n"), NGX_DECLINED, "status line: 1.01" },
+        { S("HTTP/2.0 200 OK\r\n"), NGX_DECLINED, "status line: 2.0" },
+        { S("HTTP/1.1  200 OK\r\n"), NGX_DECLINED,
+          "status line: two spaces" },
+        { S("HTTP/1.1 200.5 OK\r\n"), NGX_DECLINED, "status line: 200.5" },
+        { S("HTTP/1.1 20 OK\r\n"), NGX_DECLINED, "status line: 2 digits" },
+        { S("HTTP/1.1 2000 OK\r\n"), NGX_DECLINED, "status line: 4 digits" },
+        { S("HTTP/1.1 200 O\x01" "K\r\n"), NGX_DECLINED,
+          "status line: a control byte" },
+        { S("HTTP/1.1 200 OK\x7f\r\n"), NGX_DECLINED, "status line: DEL" },
+        { S("HTTP/1.1 200 OK\r\r\n"), NGX_DECLINED, "status line: CR CR" },
+        { S("HTTP/1.1 200 OK"), NGX_DECLINED, "status line: no end" },
+        { S("http/1.1 200 OK\r\n"), NGX_DECLINED,
+          "status line: lowercase" },
+    };
+
+    str_case_t  header[] = {
+        { S("Content-Length: 2\r\n"), NGX_OK, "header line: plain" },
+        { S("Content-Length:\t2\t\r\n"), NGX_OK, "header line: HTAB OWS" },
+        { S("X-A:\r\n"), NGX_OK, "header line: an empty value" },
+        { S("X-A: \xc3\xa9\n"), NGX_OK, "header line: obs-text, bare LF" },
+        { S("!#$%&'*+-.^_`|~09aZ: v\r\n"), NGX_OK,
+          "header line: every tchar" },
+        { S("X@Y: b\r\n"), NGX_DECLINED, "header line: @ in the name" },
+        { S("X Y: b\r\n"), NGX_DECLINED, "header line: a space in the name" },
+        { S("X-A : b\r\n"), NGX_DECLINED,
+          "header line: a space before the colon" },
+        { S("NoColonHere\r\n"), NGX_DECLINED, "header line: no colon" },
+        { S(": b\r\n"), NGX_DECLINED, "header line: no name" },
+        { S(" X-A: b\r\n"), NGX_DECLINED, "header line: obs-fold" },
+        { S("X-A: a\x01" "b\r\n"), NGX_DECLINED,
+          "header line: a control byte" },
+        { S("X-A: a\x7f" "b\r\n"), NGX_DECLINED, "header line: DEL" },
+        { S("X-A: a\0b\r\n"), NGX_DECLINED, "header line: NUL" },
+        { S("HTTP/1.1 200 OK\r\nX-A: b\r\n"), NGX_DECLINED,
+          "header line: a status line, then a header line" },
+        { S("X-A: b\r\nX-B: c\r\n"), NGX_DECLINED,
+          "header line: two lines" },
+    };
+
+    check_table(ngx_http_tavus_valid_status_line, status);
+    check_table(ngx_http_tavus_valid_header_line, header);
+}
+
+
+static void
 test_log_escape(void)
 {
     u_char  out[NGX_HTTP_TAVUS_LOG_ESCAPE(64)];
@@ -635,6 +691,7 @@ main(void)
     test_random();
     test_key_variable();
     test_host();
+    test_lines();
     test_log_escape();
 
     printf("1..%d\n", tests);
