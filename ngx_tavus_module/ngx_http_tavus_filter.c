@@ -161,7 +161,13 @@ ngx_http_tavus_clear_caching(ngx_http_request_t *r)
     }
 
     r->headers_out.expires = NULL;
+
+#if (nginx_version >= 1023000)
+    /* nginx 1.23.0 made multi-value headers linked lists */
+    r->headers_out.cache_control = NULL;
+#else
     r->headers_out.cache_control.nelts = 0;
+#endif
 }
 
 
@@ -179,6 +185,11 @@ ngx_http_tavus_add_header(ngx_http_request_t *r, char *key, ngx_str_t *value)
     h->key.data = (u_char *) key;
     h->key.len = ngx_strlen(key);
     h->value = *value;
+
+#if (nginx_version >= 1023000)
+    /* nginx 1.23.0 links header lines of one name through "next" */
+    h->next = NULL;
+#endif
 
     return NGX_OK;
 }

@@ -126,7 +126,12 @@ ngx_http_tavus_process_header(ngx_http_request_t *r)
 
         case ngx_http_tavus_st_chunked:
 
+#if (nginx_version >= 1027002)
+            /* nginx 1.27.2 added keep_trailers: trailers are discarded */
+            rc = ngx_http_parse_chunked(r, b, &ctx->chunked, 0);
+#else
             rc = ngx_http_parse_chunked(r, b, &ctx->chunked);
+#endif
 
             if (rc == NGX_OK) {
 
