@@ -20,7 +20,8 @@
 # a test machine; these rules, and only these, change its text:
 #
 #   1. the `load_module` line of ngx_http_tavus_module.so loads the module
-#      just built (TAVUS_MODULE, as in the harness); a relative path of
+#      just built (TAVUS_MODULE, as in the harness), or goes when nginx has
+#      the module built in (TAVUS_MODULE=static); a relative path of
 #      another module is made absolute against nginx's own prefix,
 #      /usr/share/nginx, since the test runs nginx with its own prefix;
 #   2. a file that a directive reads when nginx loads its configuration
@@ -212,9 +213,10 @@ sub adapt {
 
     my $module = $t->module;
 
-    # 1. the module; other modules as nginx's own prefix would find them
+    # 1. the module (none to load into an nginx that has it built in);
+    # other modules as nginx's own prefix would find them
     $text =~ s{^(\s*)load_module\s+\S*ngx_http_tavus_module\.so\s*;}
-              {$1load_module $module;}mg;
+              {$t->static ? "$1# built in" : "$1load_module $module;"}mge;
     $text =~ s{^(\s*load_module\s+)(?=[^/\s])}{$1/usr/share/nginx/}mg;
 
     # upstream{} group names (rule 4 keeps them)
