@@ -26,8 +26,10 @@ SOURCES =	config $(wildcard ngx_tavus_module/*.[ch])
 UNIT_CFLAGS =	-g -O1 -Wall -Wextra -Werror -Wno-unused-parameter \
 		-I ngx_tavus_module -I $(NGX_BUILD)/objs \
 		-I $(NGX_SRC)/src/core -I $(NGX_SRC)/src/event \
-		-I $(NGX_SRC)/src/event/modules -I $(NGX_SRC)/src/os/unix \
-		-I $(NGX_SRC)/src/http -I $(NGX_SRC)/src/http/modules
+		-I $(NGX_SRC)/src/event/modules -I $(NGX_SRC)/src/event/quic \
+		-I $(NGX_SRC)/src/os/unix -I $(NGX_SRC)/src/http \
+		-I $(NGX_SRC)/src/http/modules -I $(NGX_SRC)/src/http/v2 \
+		-I $(NGX_SRC)/src/http/v3
 PURE =		ngx_tavus_module/ngx_http_tavus_validate.c \
 		ngx_tavus_module/ngx_http_tavus_json.c
 

@@ -47,7 +47,9 @@ for my $h (@harnesses) {
                        -fno-sanitize-recover=all -fno-omit-frame-pointer
                        -Wno-unused-function),
                "-I$top/ngx_tavus_module", "-I$top/fuzz", "-I$objs",
-               map({ "-I$src/src/$_" } qw(core event event/modules os/unix)),
+               map({ "-I$src/src/$_" }
+                   qw(core event event/modules event/quic os/unix http
+                      http/modules http/v2 http/v3)),
                '-o', $bin, "$top/fuzz/fuzz_$h.c", "$top/fuzz/regress_main.c",
                "$top/ngx_tavus_module/ngx_http_tavus_validate.c",
                "$top/ngx_tavus_module/ngx_http_tavus_json.c", '-lcjson');
