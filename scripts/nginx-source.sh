@@ -15,7 +15,9 @@
 # Cached as CACHE/nginx_VERSION.orig.tar.gz, with a .sha256 file beside it
 # written after the check; a second run with both present and matching
 # does nothing but print the path.  The last line printed is the
-# tarball's path.
+# tarball's path.  Exit status 3: the mirror does not have the tarball
+# (it is in the Sources index, the download failed); 1: anything else,
+# a checksum that does not match included.
 
 set -euo pipefail
 
@@ -82,8 +84,8 @@ say "nginx $version of $suite: $orig"
     "nginx=$version" >&2) || say "apt-get source failed; checking what came"
 
 if [ ! -f "$apt/get/$orig" ]; then
-    say "$orig was not downloaded"
-    exit 1
+    say "$orig was not downloaded: the mirror does not have it"
+    exit 3
 fi
 
 got=$(sha256sum "$apt/get/$orig" | cut -d' ' -f1)

@@ -51,6 +51,7 @@ if [ ! -f "$out/.configured" ] || [ "$(cat "$out/.configured")" != "$want" ]
 then
     rm -rf "$out"
     mkdir -p "$out"
+    out=$(cd "$out" && pwd)
 
     if [ -d "$source" ]; then
         say "copying $source"
@@ -71,11 +72,14 @@ then
 fi
 
 say "building $out/objs/nginx"
-make -C "$out" -j"${MAKE_JOBS:-2}" > "$out/make.log" 2>&1 || {
+# objs/Makefile's binary target: nginx-dev's tree has no man page and
+# no top Makefile
+make -C "$out" -f objs/Makefile -j"${MAKE_JOBS:-2}" binary \
+    > "$out/make.log" 2>&1 || {
     grep -E 'error|warning' "$out/make.log" | head -30 >&2
     tail -10 "$out/make.log" >&2
     say "make failed; its log is $out/make.log"
     exit 1
 }
 
-echo "$out/objs/nginx"
+echo "$(cd "$out" && pwd)/objs/nginx"

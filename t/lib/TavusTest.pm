@@ -113,7 +113,7 @@ sub new {
         prefix  => Cwd::abs_path($dir),
         module  => $ENV{TAVUS_MODULE}
                    // "$REPO/build/ngx_http_tavus_module.so",
-        nginx   => $ENV{TAVUS_NGINX} // '/usr/sbin/nginx',
+        nginx   => _abs($ENV{TAVUS_NGINX} // '/usr/sbin/nginx'),
         ports   => {},
         used    => {},
         mocks   => [],
@@ -128,6 +128,9 @@ sub new {
     push @LIVE, $self;
     return $self;
 }
+
+# a path made absolute: the harness reads the binary as well as runs it
+sub _abs { Cwd::abs_path($_[0]) // $_[0] }
 
 sub prefix { $_[0]{prefix} }
 sub module { $_[0]{module} }
