@@ -17,7 +17,9 @@
 # Cached: DIR/.tavus-chroot holds what the chroot was made from (suite,
 # mirror, packages) and is written last, so a chroot whose making was cut
 # short, or made from other inputs, is made again from scratch.  A new
-# chroot is made in DIR.new and renamed into place when complete.
+# chroot is made in DIR.new and renamed into place when complete.  A
+# cached chroot keeps the packages it was made with: remove DIR (or make
+# clean) to take the release's newer ones.
 #
 # In the chroot nothing starts services (policy-rc.d), /proc is mounted
 # for the time of each command and unmounted on every exit, the

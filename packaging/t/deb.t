@@ -270,6 +270,15 @@ $t->answer($r, 200, { replica_id => 'rf3073f2dcc1', deleted => JSON::PP::true,
                       hard => JSON::PP::false }, 'delete through the package',
            keys => [qw(replica_id deleted hard)]);
 
+# README.Debian's check: an id the module itself refuses, Tavus untouched
+$r = $t->http(port => $gw, method => 'DELETE', path => '/v2/replicas/a.b');
+$t->answer($r, 400, { code => 'invalid_replica_id', replica_id => undef },
+           "README.Debian's a.b");
+like($t->read_file("$top/packaging/debian/README.Debian"),
+     qr{DELETE http://127\.0\.0\.1:8080/v2/replicas/a\.b\n\s*\nanswers 400 (?#
+        ).*\{"code":"invalid_replica_id",}s,
+     'README.Debian shows that check');
+
 my @log = $t->mock_log('tavus');
 is(scalar @log, 1, 'one request reached the mock');
 is("$log[0]{method} $log[0]{uri} key=$log[0]{key}",
