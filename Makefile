@@ -30,18 +30,34 @@ MODULE_CFLAGS ?= -g -O2 -fstack-protector-strong -Wformat \
 		-Werror=format-security -fPIC -Wdate-time -D_FORTIFY_SOURCE=2
 SOURCES =	config $(wildcard ngx_tavus_module/*.[ch])
 
-UNIT_CFLAGS =	-g -O1 -Wall -Wextra -Werror -Wno-unused-parameter \
-		-I ngx_tavus_module -I $(NGX_BUILD)/objs \
-		-I $(NGX_SRC)/src/core -I $(NGX_SRC)/src/event \
-		-I $(NGX_SRC)/src/event/modules -I $(NGX_SRC)/src/event/quic \
-		-I $(NGX_SRC)/src/os/unix -I $(NGX_SRC)/src/http \
-		-I $(NGX_SRC)/src/http/modules -I $(NGX_SRC)/src/http/v2 \
-		-I $(NGX_SRC)/src/http/v3
+
+# Build facts, defined here only.  The unit tests, the sanitizer runs
+# (scripts/test-asan.sh), the fuzzers (fuzz/run.sh) and
+# t/41-fuzz-regressions.t compile the pure parts outside nginx's build;
+# they read these with `make -s print-NGX_INCS` (BUILD=... for another
+# build's objs/) and `make -s print-PURE`.
+#
+#   PURE      the module's sources that need no event code and allocate
+#             nothing: linked alone by build/unit, the fuzzers and t/41
+#   NGX_INCS  the include paths they compile with: the module's
+#             headers, the configured objs/ (ngx_auto_config.h) and
+#             nginx's source tree
 PURE =		ngx_tavus_module/ngx_http_tavus_validate.c \
-		ngx_tavus_module/ngx_http_tavus_json.c
+		ngx_tavus_module/ngx_http_tavus_outcome.c \
+		ngx_tavus_module/ngx_http_tavus_translate.c \
+		ngx_tavus_module/ngx_http_tavus_json.c \
+		ngx_tavus_module/ngx_http_tavus_text.c
+NGX_INCS =	-I $(CURDIR)/ngx_tavus_module -I $(abspath $(NGX_BUILD))/objs \
+		$(addprefix -I $(NGX_SRC)/src/,core event event/modules \
+		event/quic os/unix http http/modules http/v2 http/v3)
+UNIT_FLAGS ?=	-g -O1 -Wall -Wextra -Werror -Wno-unused-parameter
 
 .PHONY: deps build run test unit deb test-deb test-matrix bench \
 	test-valgrind test-asan fuzz soak clean
+
+# make -s print-VAR: the value of VAR (see the build facts above)
+print-%:
+	@echo '$($*)'
 
 deps:
 	@sh scripts/deps.sh
@@ -68,7 +84,7 @@ run: build
 
 $(BUILD)/unit: t/unit/unit.c $(PURE) ngx_tavus_module/*.h \
 		$(NGX_BUILD)/objs/Makefile
-	$(CC) $(UNIT_CFLAGS) -o $@ t/unit/unit.c $(PURE) -lcjson
+	$(CC) $(UNIT_FLAGS) $(NGX_INCS) -o $@ t/unit/unit.c $(PURE) -lcjson
 
 unit: build $(BUILD)/unit
 	$(BUILD)/unit

@@ -1,7 +1,7 @@
 #!/usr/bin/perl
 
-# The benchmark of issue 7: ngx_tavus_module against what an operator would
-# write instead, side by side in one run on this machine.
+# The benchmark (bench/README.md): ngx_tavus_module against what an operator
+# would write instead, side by side in one run on this machine.
 #
 #   (a) module   ngx_tavus_module                      bench/conf/module.conf
 #   (b) recipe   plain proxy_pass, no translation      bench/conf/recipe.conf
@@ -27,7 +27,8 @@
 #     does every one-time cost of the first requests (OpenSSL's DRBG set
 #     up by the first $request_id, the first upstream connection, LuaJIT
 #     traces); W = 0 is a plain zero-request baseline
-#  4. the table, ratios to (b), and issue 7's targets for (a)
+#  4. the table, ratios to (b), and the targets for (a) (docs/decisions.md,
+#     "Performance")
 #
 # Environment (defaults in brackets):
 #   BENCH_ROUNDS [3]        wrk rounds per gateway
@@ -61,9 +62,11 @@ use File::Temp ();
 use IO::Socket::INET ();
 use IO::Select ();
 use JSON::PP ();
-use POSIX ();
 use Socket qw(IPPROTO_TCP TCP_NODELAY);
 use Time::HiRes qw(time sleep);
+
+use lib File::Basename::dirname(Cwd::abs_path(__FILE__)) . '/../t/lib';
+use TavusProc ();
 
 $| = 1;
 
@@ -129,73 +132,30 @@ if (defined $ENV{BENCH_ONLY} && $ENV{BENCH_ONLY} ne '') {
 my ($RECIPE) = grep { $_->{id} eq 'b' } @GATEWAYS;
 
 # ---------------------------------------------------------------------------
-# processes: every one started here is stopped here, by its pid
+# processes (t/lib/TavusProc.pm): every one started here is stopped here,
+# by its pid
 
 my $MAIN = $$;
-my %CHILDREN;
-
-sub spawn {
-    my ($name, $out, @cmd) = @_;
-
-    my $pid = fork;
-    die "bench: fork: $!\n" unless defined $pid;
-
-    if ($pid == 0) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>>', $out or POSIX::_exit(126);
-        open STDERR, '>&', \*STDOUT or POSIX::_exit(126);
-        exec @cmd or POSIX::_exit(127);
-    }
-
-    $CHILDREN{$pid} = $name;
-    return $pid;
-}
-
-sub reap {
-    my ($pid, $timeout) = @_;
-    my $end = time + $timeout;
-
-    while (time < $end) {
-        my $r = waitpid($pid, POSIX::WNOHANG());
-        if ($r == $pid || $r == -1) {
-            delete $CHILDREN{$pid};
-            return $r == $pid ? $? : 0;
-        }
-        sleep 0.05;
-    }
-
-    return undef;
-}
-
-# nginx stops its workers itself; SIGKILL only if it does not exit
-sub stop {
-    my ($pid, $sig, $timeout) = @_;
-    return unless $pid && $CHILDREN{$pid};
-
-    kill $sig, $pid;
-    my $st = reap($pid, $timeout // 20);
-    return $st if defined $st;
-
-    warn "bench: $CHILDREN{$pid} (pid $pid) did not stop: killed\n";
-    kill 'KILL', $pid;
-    return reap($pid, 5);
-}
-
-sub stop_all {
-    for my $pid (keys %CHILDREN) {
-        stop($pid, 'TERM', 10);
-    }
-}
 
 END {
     if ($$ == $MAIN) {
         my $rc = $?;
-        stop_all();
+        TavusProc::stop_all('TERM', 10);
         $? = $rc;
     }
 }
 
 $SIG{INT} = $SIG{TERM} = $SIG{HUP} = sub { die "bench: interrupted\n" };
+
+# nginx stops its workers itself; SIGKILL only if it does not exit
+sub stop {
+    my ($pid, $sig, $timeout) = @_;
+
+    my $st = TavusProc::stop($pid, $sig, $timeout);
+    warn "bench: pid $pid did not stop: killed\n" unless defined $st;
+
+    return $st;
+}
 
 # ---------------------------------------------------------------------------
 # the work directory
@@ -204,33 +164,13 @@ my $WORK = File::Temp::tempdir('tavus-bench-XXXXXX', TMPDIR => 1,
                                CLEANUP => !$KEEP);
 chmod 0700, $WORK;
 
-sub free_port {
-    my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
-                                  LocalPort => 0, ReuseAddr => 1)
-        or die "bench: no free port: $!\n";
-    return $s->sockport;
-}
+# ports: the harness's policy, outside the kernel's ephemeral range
+my %PORTS;
+sub free_port { TavusProc::free_port(used => \%PORTS) }
 
 my $KEY = 'bench-' . join '', map { sprintf '%02x', int rand 256 } 1 .. 12;
-my $NCPU = () = do {
-    open my $fh, '<', '/proc/cpuinfo' or die "bench: /proc/cpuinfo: $!\n";
-    grep { /^processor\s*:/ } <$fh>;
-};
+my $NCPU = () = TavusProc::slurp('/proc/cpuinfo') =~ /^processor\s*:/mg;
 $PIN = 0 if $NCPU < 2;
-
-sub slurp {
-    my ($file) = @_;
-    open my $fh, '<', $file or die "bench: $file: $!\n";
-    local $/;
-    return scalar <$fh>;
-}
-
-sub spew {
-    my ($file, $text) = @_;
-    open my $fh, '>', $file or die "bench: $file: $!\n";
-    print $fh $text;
-    close $fh or die "bench: $file: $!\n";
-}
 
 # nginx.conf for one server: its http{} body from bench/conf/NAME.conf
 sub write_conf {
@@ -238,92 +178,35 @@ sub write_conf {
 
     my $dir = "$WORK/$o{tag}";
     mkdir $dir;
-    mkdir "$dir/temp";
 
-    my $body = slurp("$BENCH/conf/$o{name}.conf");
+    my $file = "$BENCH/conf/$o{name}.conf";
+    die "bench: no $file\n" unless -f $file;
+
+    my $body = TavusProc::slurp($file);
     my %sub = (PORT => $o{port}, MOCK_PORT => $o{mock_port} // 0,
                KEY => $KEY, BENCH => $BENCH);
     $body =~ s/%%(\w+)%%/exists $sub{$1} ? $sub{$1}
                                          : die "bench: unknown %%$1%%\n"/ge;
     $body =~ s/^/    /mg;
 
-    my $loads = join '', map { "load_module $_;\n" } @{ $o{modules} };
-    my $single = $o{single} ? "master_process off;\n" : '';
-    my $affinity = $o{cpu} ? "worker_cpu_affinity $o{cpu};\n" : '';
-
-    spew("$dir/nginx.conf", <<"CONF");
-$loads
-${single}daemon off;
-worker_processes 1;
-${affinity}pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-
-events {
-    worker_connections 4096;
-}
-
-http {
-    access_log off;
-    keepalive_requests 100000;
-    client_body_temp_path $dir/temp/body;
-    proxy_temp_path $dir/temp/proxy;
-    fastcgi_temp_path $dir/temp/fastcgi;
-    uwsgi_temp_path $dir/temp/uwsgi;
-    scgi_temp_path $dir/temp/scgi;
-
-$body}
-CONF
+    TavusProc::spew("$dir/nginx.conf", TavusProc::nginx_conf(
+        dir => $dir, modules => $o{modules}, single => $o{single},
+        affinity => $o{cpu}, http => "    keepalive_requests 100000;\n\n"
+                                     . $body));
 
     return $dir;
-}
-
-sub wait_port {
-    my ($port, $pid, $timeout, $what) = @_;
-    my $end = time + $timeout;
-
-    while (time < $end) {
-        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                      PeerPort => $port, Proto => 'tcp');
-        if ($s) {
-            close $s;
-            return 1;
-        }
-
-        if (waitpid($pid, POSIX::WNOHANG()) == $pid) {
-            delete $CHILDREN{$pid};
-            return 0;
-        }
-
-        sleep 0.05;
-    }
-
-    return 0;
-}
-
-sub error_tail {
-    my ($dir) = @_;
-    my $text = '';
-    for my $f ("$dir/error.log", "$dir/stderr.log") {
-        next unless -s $f;
-        my @l = split /\n/, slurp($f);
-        $text .= join '', map { "    $_\n" } @l[ ($#l > 9 ? $#l - 9 : 0) .. $#l ];
-    }
-    return $text;
 }
 
 sub start_nginx {
     my (%o) = @_;
 
     my $dir = write_conf(%o);
-    my @cmd = (@{ $o{wrapper} // [] }, $NGINX, '-p', "$dir/",
-               '-c', "$dir/nginx.conf", '-e', "$dir/error.log");
-    my $pid = spawn("$o{tag} nginx", "$dir/stderr.log", @cmd);
-
-    if (!wait_port($o{port}, $pid, $o{timeout} // 10)) {
-        stop($pid, 'TERM', 10);
-        die "bench: $o{tag} did not start on 127.0.0.1:$o{port}:\n"
-            . error_tail($dir);
-    }
+    my $pid = eval {
+        TavusProc::start_nginx(dir => $dir, port => [ $o{port} ],
+                               nginx => $NGINX, wrapper => $o{wrapper},
+                               timeout => $o{timeout} // 10,
+                               name => "$o{tag} nginx");
+    } or die "bench: $@";
 
     return ($pid, $dir);
 }
@@ -331,22 +214,7 @@ sub start_nginx {
 # the worker of a master: the child process of that pid
 sub worker_of {
     my ($master) = @_;
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        open my $fh, '<', $stat or next;
-        my $line = <$fh> // next;
-        my ($pid, $ppid) = $line =~ /^(\d+) \(.*\) \S+ (\d+)/s or next;
-        return $pid if $ppid == $master;
-    }
-    return undef;
-}
-
-sub rss_kib {
-    my ($pid) = @_;
-    open my $fh, '<', "/proc/$pid/status" or return undef;
-    while (<$fh>) {
-        return $1 if /^VmRSS:\s+(\d+)\s+kB/;
-    }
-    return undef;
+    return (TavusProc::children($master))[0];
 }
 
 # ---------------------------------------------------------------------------
@@ -553,14 +421,14 @@ sub wrk {
 
     my $out = "$WORK/wrk.out";
     unlink $out;
-    my $pid = spawn('wrk', $out, @cmd);
-    my $st = reap($pid, $seconds + 30);
+    my $pid = TavusProc::spawn(name => 'wrk', out => $out, cmd => \@cmd);
+    my $st = TavusProc::reap($pid, $seconds + 30);
     if (!defined $st) {
         stop($pid, 'TERM', 5);
         die "bench: wrk did not end\n";
     }
 
-    my $text = slurp($out);
+    my $text = TavusProc::slurp($out);
     die "bench: wrk failed ($st):\n$text" if $st;
 
     my %r;
@@ -620,10 +488,11 @@ sub callgrind_run {
 
     # QUIT: a graceful exit, and callgrind writes its file
     my $st = stop($pid, 'QUIT', 120);
-    die "bench: $tag exited with status $st:\n" . error_tail($dir)
+    die "bench: $tag exited with status " . ($st // 'killed') . ":\n"
+        . TavusProc::nginx_log_tail($dir)
         if !defined $st || $st;
 
-    my ($ir) = slurp($out) =~ /^(?:summary|totals):\s+(\d+)/m
+    my ($ir) = TavusProc::slurp($out) =~ /^(?:summary|totals):\s+(\d+)/m
         or die "bench: no instruction count in $out\n";
 
     die "bench: $tag: $failed of " . ($warm + $count) . " requests failed\n"
@@ -709,7 +578,7 @@ unless ($NO_WRK) {
 
     for my $g (@timed) {
         wrk($g, $WARMUP) if $WARMUP;
-        $g->{rss_warm} = rss_kib($g->{worker});
+        $g->{rss_warm} = TavusProc::rss_kib($g->{worker});
     }
 
     for my $round (1 .. $ROUNDS) {
@@ -727,7 +596,7 @@ unless ($NO_WRK) {
 
     for my $g (@timed) {
         wrk($g, $SOAK) if $SOAK;
-        $g->{rss_end} = rss_kib($g->{worker});
+        $g->{rss_end} = TavusProc::rss_kib($g->{worker});
         $g->{served} = 0;
         $g->{served} += $_->{requests} // 0 for @{ $g->{rounds} };
     }
@@ -736,7 +605,7 @@ unless ($NO_WRK) {
 for my $g (@GATEWAYS) {
     stop($g->{pid}, 'QUIT', 20);
     next unless $g->{dir};
-    my $log = -f "$g->{dir}/error.log" ? slurp("$g->{dir}/error.log") : '';
+    my $log = TavusProc::slurp("$g->{dir}/error.log");
     $log = substr($log, $g->{log_off} // 0);
     my $n = () = $log =~ /\[(?:error|crit|alert|emerg)\]/g;
     $g->{log_errors} = $n;
@@ -843,13 +712,13 @@ printf "error log lines at [error] or worse while timed: %s\n",
        join ', ', map { "($_->{id}) $_->{log_errors}" } @errs
     if @errs;
 
-# issue 7, item 3: the targets for (a)
+# the targets for (a): docs/decisions.md, "Performance"
 
 my ($A) = grep { $_->{id} eq 'a' && $_->{ok} } @GATEWAYS;
 my $missed = 0;
 
 if ($A) {
-    print "\ntargets for (a) (issue 7):\n";
+    print "\ntargets for (a) (docs/decisions.md, \"Performance\"):\n";
 
     my $target = sub {
         my ($what, $have, $pass) = @_;

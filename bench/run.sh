@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # make bench: the module against the proxy_pass recipe, njs, Lua and
-# nginx's return, side by side on this machine (issue 7).  Installs the
+# nginx's return, side by side on this machine (bench/README.md).  Installs the
 # bench's packages (wrk, valgrind, njs, Lua with the NDK and cjson),
 # needs the built module (make build), then runs bench/bench.pl; its
 # header lists the BENCH_* knobs.

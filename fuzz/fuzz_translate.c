@@ -17,8 +17,8 @@
  *         the rest   the upstream body
  *
  * Checked: ngx_http_tavus_contains() finds the key in the body exactly
- * when a plain search does; the status and outcome follow DESIGN.md's
- * table; the message
+ * when a plain search does; the status and outcome follow the table of
+ * docs/responses.md ("Every situation"); the message
  * is at most 512 bytes of valid UTF-8; the body fits in exactly the
  * length computed for it (an ASan report otherwise), is valid UTF-8 with
  * no raw control byte, parses as a JSON object (cJSON) whose fields hold
@@ -33,7 +33,10 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <cjson/cJSON.h>
+#include "ngx_http_tavus_outcome.h"
+#include "ngx_http_tavus_translate.h"
 #include "ngx_http_tavus_json.h"
+#include "ngx_http_tavus_text.h"
 #include "ngx_http_tavus_validate.h"
 #include "fuzz_common.h"
 

@@ -21,7 +21,7 @@
 
 #include <ngx_config.h>
 #include <ngx_core.h>
-#include "ngx_http_tavus_json.h"
+#include "ngx_http_tavus_text.h"
 #include "fuzz_common.h"
 
 

@@ -6,6 +6,8 @@
 #   fuzz_validate   replica id validation, hard and switch parsing, key check
 #   fuzz_translate  upstream status + body -> answer -> JSON body
 #   fuzz_utf8       UTF-8 cutting and repair of upstream messages
+#   fuzz_log_escape upstream text escaped for the error log
+#   fuzz_syntax     tavus_api_key and tavus_pass host[:port] syntax
 #
 # It fails on a crash, a sanitizer report, a failed assertion, a timeout
 # or an out-of-memory.  The input is saved as fuzz/regressions/<harness>/
@@ -14,7 +16,7 @@
 #
 # Environment:
 #   FUZZ_SECONDS   seconds per harness (default 60)
-#   FUZZ_TARGETS   harnesses to run (default: all three, e.g. "utf8")
+#   FUZZ_TARGETS   harnesses to run (default: all of them, e.g. "utf8")
 #   FUZZ_JOBS      parallel fuzzing processes per harness (libFuzzer's
 #                  -fork=N; default 1, no fork)
 #
@@ -27,10 +29,9 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
 
 seconds=${FUZZ_SECONDS:-60}
-targets=${FUZZ_TARGETS:-validate translate utf8}
+targets=${FUZZ_TARGETS:-validate translate utf8 log_escape syntax}
 jobs=${FUZZ_JOBS:-1}
 out=build/fuzz
-src=${NGX_SRC:-/usr/share/nginx/src}
 
 command -v clang >/dev/null || {
     echo "fuzz: clang is missing: apt-get install clang libclang-rt-14-dev" >&2
@@ -51,10 +52,10 @@ mkdir -p "$out/crashes"
 
 cflags="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all"
 cflags="$cflags -Wall -Wno-unused-parameter -Wno-unused-function"
-incs="-I ngx_tavus_module -I fuzz -I build/nginx/objs -I $src/src/core
-      -I $src/src/event -I $src/src/event/modules -I $src/src/os/unix"
-pure="ngx_tavus_module/ngx_http_tavus_validate.c
-      ngx_tavus_module/ngx_http_tavus_json.c"
+
+# the build facts of the Makefile: include paths and the pure sources
+incs="-I fuzz $(make -s print-NGX_INCS)"
+pure=$(make -s print-PURE)
 
 export ASAN_OPTIONS="abort_on_error=1:detect_leaks=1${ASAN_EXTRA:+:$ASAN_EXTRA}"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"

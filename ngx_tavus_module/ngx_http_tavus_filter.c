@@ -33,7 +33,7 @@ static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 
 
 ngx_int_t
-ngx_http_tavus_init_filters(ngx_conf_t *cf)
+ngx_http_tavus_filter_init(ngx_conf_t *cf)
 {
     ngx_http_next_header_filter = ngx_http_top_header_filter;
     ngx_http_top_header_filter = ngx_http_tavus_header_filter;
@@ -62,11 +62,11 @@ ngx_http_tavus_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
-    if (ctx->special) {
+    if (ctx->replace_status) {
 
         /* not the page nginx made for the failure: a redirect, say */
 
-        if (r->headers_out.status != ctx->special) {
+        if (r->headers_out.status != ctx->replace_status) {
             return ngx_http_next_header_filter(r);
         }
 

@@ -15,9 +15,11 @@
 #define NGX_HTTP_TAVUS_RANDOM_SIZE     4096
 
 
-static void ngx_http_tavus_cleanup(void *data);
-static ngx_int_t ngx_http_tavus_eval_key(ngx_http_request_t *r,
+static ngx_int_t ngx_http_tavus_check_request(ngx_http_request_t *r,
     ngx_http_tavus_loc_conf_t *tlcf, ngx_http_tavus_ctx_t *ctx);
+static ngx_int_t ngx_http_tavus_start_upstream(ngx_http_request_t *r,
+    ngx_http_tavus_loc_conf_t *tlcf, ngx_http_tavus_ctx_t *ctx);
+static void ngx_http_tavus_cleanup(void *data);
 static ngx_int_t ngx_http_tavus_eval_pass(ngx_http_request_t *r,
     ngx_http_tavus_loc_conf_t *tlcf, ngx_http_tavus_ctx_t *ctx);
 static ngx_int_t ngx_http_tavus_local_answer(ngx_http_request_t *r,
@@ -26,13 +28,17 @@ static ngx_http_variable_value_t *ngx_http_tavus_request_id(
     ngx_http_request_t *r, ngx_http_tavus_loc_conf_t *tlcf);
 
 
+/*
+ * The content handler: the request is checked first, and only a request
+ * that passes every check starts the upstream request.  A refusal, a dry
+ * run and a misconfigured key are answered here, with no upstream call.
+ */
+
 ngx_int_t
 ngx_http_tavus_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                   rc, hard;
-    ngx_str_t                   value;
+    ngx_int_t                   rc, outcome;
     ngx_pool_cleanup_t         *cln;
-    ngx_http_upstream_t        *u;
     ngx_http_tavus_ctx_t       *ctx;
     ngx_http_tavus_loc_conf_t  *tlcf;
 
@@ -56,6 +62,8 @@ ngx_http_tavus_handler(ngx_http_request_t *r)
 
     ngx_http_set_ctx(r, ctx, ngx_http_tavus_module);
 
+    /* the mark that ngx_http_tavus_get_ctx() finds after a redirect */
+
     cln = ngx_pool_cleanup_add(r->pool, 0);
     if (cln == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -70,11 +78,39 @@ ngx_http_tavus_handler(ngx_http_request_t *r)
         return rc;
     }
 
+    outcome = ngx_http_tavus_check_request(r, tlcf, ctx);
+
+    if (outcome == NGX_ERROR) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (outcome != NGX_HTTP_TAVUS_OUTCOME_NONE) {
+        return ngx_http_tavus_local_answer(r, ctx, outcome);
+    }
+
+    return ngx_http_tavus_start_upstream(r, tlcf, ctx);
+}
+
+
+/*
+ * Every check, in the order of the answers' precedence: the outcome of
+ * the first that fails (an answer the module makes), NGX_ERROR, or
+ * NGX_HTTP_TAVUS_OUTCOME_NONE when the delete may go upstream.  Sets the
+ * replica id, the hard flag and the key in the context.
+ */
+
+static ngx_int_t
+ngx_http_tavus_check_request(ngx_http_request_t *r,
+    ngx_http_tavus_loc_conf_t *tlcf, ngx_http_tavus_ctx_t *ctx)
+{
+    ngx_int_t  hard;
+    ngx_str_t  value;
+
     /* parsed first, so that $tavus_hard shows it whatever is refused */
 
     if (tlcf->hard) {
         if (ngx_http_complex_value(r, tlcf->hard, &value) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_ERROR;
         }
 
     } else if (r->args.len == 0
@@ -97,24 +133,21 @@ ngx_http_tavus_handler(ngx_http_request_t *r)
      */
 
     if (!r->internal && r->method != NGX_HTTP_DELETE) {
-        return ngx_http_tavus_local_answer(r, ctx,
-                                           NGX_HTTP_TAVUS_METHOD_NOT_ALLOWED);
+        return NGX_HTTP_TAVUS_METHOD_NOT_ALLOWED;
     }
 
     if (ngx_http_complex_value(r, tlcf->replica_id, &value) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return NGX_ERROR;
     }
 
     if (ngx_http_tavus_valid_replica_id(value.data, value.len) != NGX_OK) {
-        return ngx_http_tavus_local_answer(r, ctx,
-                                           NGX_HTTP_TAVUS_INVALID_REPLICA_ID);
+        return NGX_HTTP_TAVUS_INVALID_REPLICA_ID;
     }
 
     ctx->replica_id = value;
 
     if (hard == NGX_ERROR) {
-        return ngx_http_tavus_local_answer(r, ctx,
-                                           NGX_HTTP_TAVUS_INVALID_HARD);
+        return NGX_HTTP_TAVUS_INVALID_HARD;
     }
 
     if (ctx->hard) {
@@ -124,32 +157,41 @@ ngx_http_tavus_handler(ngx_http_request_t *r)
         } else if (ngx_http_complex_value(r, tlcf->allow_hard, &value)
                    != NGX_OK)
         {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_ERROR;
         }
 
         if (!ngx_http_tavus_parse_switch(value.data, value.len)) {
-            return ngx_http_tavus_local_answer(r, ctx,
-                                           NGX_HTTP_TAVUS_HARD_DELETE_DENIED);
+            return NGX_HTTP_TAVUS_HARD_DELETE_DENIED;
         }
     }
 
     if (ngx_http_tavus_eval_key(r, tlcf, ctx) != NGX_OK) {
-        return ngx_http_tavus_local_answer(r, ctx,
-                                        NGX_HTTP_TAVUS_GATEWAY_MISCONFIGURED);
+        return NGX_HTTP_TAVUS_GATEWAY_MISCONFIGURED;
     }
 
     /* all checks done, the key chosen: a dry run stops here */
 
     if (tlcf->dry_run) {
         if (ngx_http_complex_value(r, tlcf->dry_run, &value) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_ERROR;
         }
 
         if (ngx_http_tavus_parse_dry_run(value.data, value.len)) {
-            return ngx_http_tavus_local_answer(r, ctx,
-                                               NGX_HTTP_TAVUS_DRY_RUN);
+            return NGX_HTTP_TAVUS_DRY_RUN;
         }
     }
+
+    return NGX_HTTP_TAVUS_OUTCOME_NONE;
+}
+
+
+/* the upstream request, as the memcached module starts one */
+
+static ngx_int_t
+ngx_http_tavus_start_upstream(ngx_http_request_t *r,
+    ngx_http_tavus_loc_conf_t *tlcf, ngx_http_tavus_ctx_t *ctx)
+{
+    ngx_http_upstream_t  *u;
 
     if (ngx_http_upstream_create(r) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -167,6 +209,7 @@ ngx_http_tavus_handler(ngx_http_request_t *r)
     } else {
         ngx_str_set(&u->schema, "http://");
     }
+
     u->output.tag = (ngx_buf_tag_t) &ngx_http_tavus_module;
 
     u->conf = &tlcf->upstream;
@@ -178,12 +221,12 @@ ngx_http_tavus_handler(ngx_http_request_t *r)
 
     u->create_request = ngx_http_tavus_create_request;
     u->reinit_request = ngx_http_tavus_reinit_request;
-    u->process_header = ngx_http_tavus_process_header;
+    u->process_header = ngx_http_tavus_process_status_line;
     u->abort_request = ngx_http_tavus_abort_request;
     u->finalize_request = ngx_http_tavus_finalize_request;
 
-    u->input_filter_init = ngx_http_tavus_filter_init;
-    u->input_filter = ngx_http_tavus_filter;
+    u->input_filter_init = ngx_http_tavus_input_filter_init;
+    u->input_filter = ngx_http_tavus_input_filter;
     u->input_filter_ctx = ctx;
 
     /*
@@ -216,8 +259,11 @@ ngx_http_tavus_handler(ngx_http_request_t *r)
  * The context for the variables and the metrics: an operator's error_page
  * is an internal redirect, which resets every module's context, and the
  * outcome must still reach the logs.  The pool cleanup keeps it, as the
- * realip module keeps the original address.  The output filters use the
- * live context only, so that the operator's page is left alone.
+ * realip module keeps the original address.  Subrequests share their
+ * parent's pool: a context found there is taken only if it is this
+ * request's own, so that neither the parent nor another subrequest
+ * reports a subrequest's delete.  The output filters use the live
+ * context only, so that the operator's page is left alone.
  */
 
 ngx_http_tavus_ctx_t *
@@ -231,9 +277,15 @@ ngx_http_tavus_get_ctx(ngx_http_request_t *r)
     if (ctx == NULL && r->internal) {
         for (cln = r->pool->cleanup; cln; cln = cln->next) {
             if (cln->handler == ngx_http_tavus_cleanup) {
-                return cln->data;
+                ctx = cln->data;
+
+                if (ctx->request == r) {
+                    return ctx;
+                }
             }
         }
+
+        return NULL;
     }
 
     return ctx;
@@ -247,58 +299,6 @@ ngx_http_tavus_cleanup(void *data)
 }
 
 
-static ngx_int_t
-ngx_http_tavus_eval_key(ngx_http_request_t *r,
-    ngx_http_tavus_loc_conf_t *tlcf, ngx_http_tavus_ctx_t *ctx)
-{
-    ngx_int_t   rc;
-    ngx_str_t   key;
-    ngx_uint_t  level;
-
-    ctx->key_conf = tlcf->key;
-
-    if (tlcf->key->complex == NULL) {
-        ctx->key = tlcf->key->value;
-        return NGX_OK;
-    }
-
-    /*
-     * nginx's map and script code debug-log the values they produce:
-     * debug logging is off while the key is made, and variables it is
-     * made of are cached by then, so later lookups log nothing either
-     */
-
-    level = r->connection->log->log_level;
-    r->connection->log->log_level &= ~NGX_LOG_DEBUG_ALL;
-
-    rc = ngx_http_complex_value(r, tlcf->key->complex, &key);
-
-    r->connection->log->log_level = level;
-
-    if (rc != NGX_OK) {
-        return NGX_ERROR;
-    }
-
-    if (key.len == 0) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "\"tavus_api_key\" evaluated to an empty key");
-        return NGX_ERROR;
-    }
-
-    if (ngx_http_tavus_valid_key(key.data, key.len) != NGX_OK) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "\"tavus_api_key\" evaluated to a key with a control "
-                      "character, a byte above ASCII or a space at either "
-                      "end");
-        return NGX_ERROR;
-    }
-
-    ctx->key = key;
-
-    return NGX_OK;
-}
-
-
 /*
  * tavus_pass with variables: the host, resolved by nginx's resolver
  * unless it is an address or names an upstream{} group
@@ -308,29 +308,19 @@ static ngx_int_t
 ngx_http_tavus_eval_pass(ngx_http_request_t *r,
     ngx_http_tavus_loc_conf_t *tlcf, ngx_http_tavus_ctx_t *ctx)
 {
-    u_char               *p, *last;
-    ngx_str_t             host;
+    ngx_str_t             value, host;
     ngx_url_t             url;
     ngx_http_upstream_t  *u;
 
-    if (ngx_http_complex_value(r, tlcf->pass, &host) != NGX_OK) {
+    if (ngx_http_complex_value(r, tlcf->pass, &value) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    if (host.len && host.data[host.len - 1] == '/') {
-        host.len--;
-    }
+    /* the rule of the configuration: the host is then safe to log */
 
-    last = host.data + host.len;
-
-    for (p = host.data; p < last; p++) {
-        if (*p <= ' ' || *p == '/' || *p == '?' || *p == '#' || *p == 0x7f) {
-            host.len = 0;
-            break;
-        }
-    }
-
-    if (host.len == 0) {
+    if (ngx_http_tavus_parse_host(value.data, value.len, 0, &host)
+        != NGX_OK)
+    {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "\"tavus_pass\" evaluated to no valid host[:port]");
         return NGX_ERROR;
@@ -401,7 +391,14 @@ ngx_http_tavus_send_answer(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    /* the header filter adds Content-Type, Cache-Control and Allow */
+    /*
+     * the header filter adds Content-Type, Cache-Control and Allow;
+     * no If-Match, If-None-Match or the like makes it a 412 or a 304,
+     * and no Range a 206, whatever an X-Accel-Redirect answer allowed
+     */
+
+    r->disable_not_modified = 1;
+    r->allow_ranges = 0;
 
     r->headers_out.status = a->status;
     r->headers_out.content_length_n = out->buf->last - out->buf->pos;

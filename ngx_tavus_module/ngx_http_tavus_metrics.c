@@ -158,10 +158,20 @@ static ngx_str_t  ngx_http_tavus_metrics_help[] = {
 };
 
 
-/* upper bounds of the histogram buckets, in milliseconds */
+/*
+ * upper bounds of the histogram buckets: in milliseconds, the resolution
+ * of nginx's response times, and as the labels say them, in seconds
+ */
 
 static ngx_msec_t  ngx_http_tavus_metrics_bounds[] = {
     5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000
+};
+
+static ngx_str_t  ngx_http_tavus_metrics_le[] = {
+    ngx_string("0.005"), ngx_string("0.01"), ngx_string("0.025"),
+    ngx_string("0.05"), ngx_string("0.1"), ngx_string("0.25"),
+    ngx_string("0.5"), ngx_string("1"), ngx_string("2.5"), ngx_string("5"),
+    ngx_string("10")
 };
 
 
@@ -487,9 +497,8 @@ ngx_http_tavus_metrics_write(u_char *p, ngx_http_tavus_metrics_series_t *s,
             p = ngx_cpymem(p, "tavus_upstream_response_seconds_bucket{",
                        sizeof("tavus_upstream_response_seconds_bucket{") - 1);
             p = ngx_http_tavus_metrics_label(p, s);
-            p = ngx_sprintf(p, ",le=\"%ui.%03ui\"} %uA\n",
-                            ngx_http_tavus_metrics_bounds[i] / 1000,
-                            ngx_http_tavus_metrics_bounds[i] % 1000, n);
+            p = ngx_sprintf(p, ",le=\"%V\"} %uA\n",
+                            &ngx_http_tavus_metrics_le[i], n);
         }
 
         n = s->timed;

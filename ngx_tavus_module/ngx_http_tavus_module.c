@@ -7,40 +7,24 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
-#include <openssl/evp.h>
 #include "ngx_http_tavus_module.h"
 
 
-#define NGX_HTTP_TAVUS_KEY_FILE_MAX  4096
-
-
-static ngx_int_t ngx_http_tavus_add_variables(ngx_conf_t *cf);
-static ngx_int_t ngx_http_tavus_replica_id_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_tavus_hard_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_tavus_outcome_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
-static ngx_int_t ngx_http_tavus_fingerprint_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data);
-
+static ngx_int_t ngx_http_tavus_init(ngx_conf_t *cf);
 static void *ngx_http_tavus_create_main_conf(ngx_conf_t *cf);
+static void *ngx_http_tavus_create_srv_conf(ngx_conf_t *cf);
 static void *ngx_http_tavus_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_tavus_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child);
+static char *ngx_http_tavus_init_location(ngx_conf_t *cf,
+    ngx_http_tavus_loc_conf_t *conf);
 
 static char *ngx_http_tavus_delete_replica(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_tavus_pass(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_tavus_api_key(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_http_tavus_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_http_tavus_switch(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf);
-static char *ngx_http_tavus_key_check(ngx_conf_t *cf,
-    ngx_http_tavus_key_t *key);
+static char *ngx_http_tavus_set_switch_slot(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 
 
 static ngx_conf_bitmask_t  ngx_http_tavus_next_upstream_masks[] = {
@@ -98,14 +82,14 @@ static ngx_command_t  ngx_http_tavus_commands[] = {
 
     { ngx_string("tavus_allow_hard_delete"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_tavus_switch,
+      ngx_http_tavus_set_switch_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_tavus_loc_conf_t, allow_hard),
       NULL },
 
     { ngx_string("tavus_dry_run"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_tavus_switch,
+      ngx_http_tavus_set_switch_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_tavus_loc_conf_t, dry_run),
       NULL },
@@ -198,7 +182,7 @@ static ngx_command_t  ngx_http_tavus_commands[] = {
 
     { ngx_string("tavus_ssl_name"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_set_complex_value_slot,
+      ngx_http_tavus_ssl_name,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_tavus_loc_conf_t, upstream.ssl_name),
       NULL },
@@ -246,12 +230,12 @@ static ngx_command_t  ngx_http_tavus_commands[] = {
 
 static ngx_http_module_t  ngx_http_tavus_module_ctx = {
     ngx_http_tavus_add_variables,          /* preconfiguration */
-    ngx_http_tavus_init_filters,           /* postconfiguration */
+    ngx_http_tavus_init,                   /* postconfiguration */
 
     ngx_http_tavus_create_main_conf,       /* create main configuration */
     NULL,                                  /* init main configuration */
 
-    NULL,                                  /* create server configuration */
+    ngx_http_tavus_create_srv_conf,        /* create server configuration */
     NULL,                                  /* merge server configuration */
 
     ngx_http_tavus_create_loc_conf,        /* create location configuration */
@@ -275,181 +259,27 @@ ngx_module_t  ngx_http_tavus_module = {
 };
 
 
-static ngx_http_variable_t  ngx_http_tavus_vars[] = {
-
-    { ngx_string("tavus_replica_id"), NULL,
-      ngx_http_tavus_replica_id_variable, 0,
-      NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("tavus_hard"), NULL,
-      ngx_http_tavus_hard_variable, 0,
-      NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("tavus_outcome"), NULL,
-      ngx_http_tavus_outcome_variable, 0,
-      NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-    { ngx_string("tavus_api_key_fingerprint"), NULL,
-      ngx_http_tavus_fingerprint_variable, 0,
-      NGX_HTTP_VAR_NOCACHEABLE, 0 },
-
-      ngx_http_null_variable
-};
-
-
 static ngx_str_t  ngx_http_tavus_request_id = ngx_string("request_id");
 
 
-static ngx_int_t
-ngx_http_tavus_add_variables(ngx_conf_t *cf)
-{
-    ngx_http_variable_t  *var, *v;
-
-    for (v = ngx_http_tavus_vars; v->name.len; v++) {
-        var = ngx_http_add_variable(cf, &v->name, v->flags);
-        if (var == NULL) {
-            return NGX_ERROR;
-        }
-
-        var->get_handler = v->get_handler;
-        var->data = v->data;
-    }
-
-    return NGX_OK;
-}
 
 
 static ngx_int_t
-ngx_http_tavus_replica_id_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
+ngx_http_tavus_init(ngx_conf_t *cf)
 {
-    ngx_http_tavus_ctx_t  *ctx;
-
-    ctx = ngx_http_tavus_get_ctx(r);
-
-    if (ctx == NULL || ctx->replica_id.len == 0) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    v->len = ctx->replica_id.len;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-    v->data = ctx->replica_id.data;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_tavus_hard_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    ngx_http_tavus_ctx_t  *ctx;
-
-    ctx = ngx_http_tavus_get_ctx(r);
-
-    if (ctx == NULL) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    if (ctx->hard) {
-        v->len = sizeof("true") - 1;
-        v->data = (u_char *) "true";
-
-    } else {
-        v->len = sizeof("false") - 1;
-        v->data = (u_char *) "false";
-    }
-
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_tavus_outcome_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    ngx_str_t             *name;
-    ngx_http_tavus_ctx_t  *ctx;
-
-    ctx = ngx_http_tavus_get_ctx(r);
-
-    if (ctx == NULL || ctx->answer.outcome == NGX_HTTP_TAVUS_OUTCOME_NONE) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    name = ngx_http_tavus_outcome_name(ctx->answer.outcome);
-
-    v->len = name->len;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-    v->data = name->data;
-
-    return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_tavus_fingerprint_variable(ngx_http_request_t *r,
-    ngx_http_variable_value_t *v, uintptr_t data)
-{
-    u_char                *p;
-    ngx_http_tavus_ctx_t  *ctx;
-
-    ctx = ngx_http_tavus_get_ctx(r);
-
-    if (ctx == NULL || ctx->key.len == 0) {
-        v->not_found = 1;
-        return NGX_OK;
-    }
-
-    if (ctx->key_conf->complex == NULL) {
-        p = ctx->key_conf->fingerprint;
-
-    } else {
-        p = ngx_pnalloc(r->pool, NGX_HTTP_TAVUS_FINGERPRINT_LEN);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-
-        if (ngx_http_tavus_fingerprint(p, ctx->key.data, ctx->key.len)
-            != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    v->len = NGX_HTTP_TAVUS_FINGERPRINT_LEN;
-    v->valid = 1;
-    v->no_cacheable = 1;
-    v->not_found = 0;
-    v->data = p;
-
-    return NGX_OK;
-}
-
-
-/* the first 16 hex digits of the SHA-256 of the key */
-
-ngx_int_t
-ngx_http_tavus_fingerprint(u_char *dst, u_char *data, size_t len)
-{
-    u_char  md[EVP_MAX_MD_SIZE];
-
-    if (EVP_Digest(data, len, md, NULL, EVP_sha256(), NULL) != 1) {
+    if (ngx_http_tavus_check_key_variables(cf) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    ngx_hex_dump(dst, md, NGX_HTTP_TAVUS_FINGERPRINT_LEN / 2);
+    if (ngx_http_tavus_filter_init(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+#if (NGX_HTTP_SSL)
+    if (ngx_http_tavus_peer_init_upstreams(cf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+#endif
 
     return NGX_OK;
 }
@@ -472,7 +302,29 @@ ngx_http_tavus_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    if (ngx_array_init(&tmcf->key_variables, cf->pool, 4,
+                       sizeof(ngx_http_tavus_key_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
     return tmcf;
+}
+
+
+/* in server{} blocks too, where it stays unused */
+
+static void *
+ngx_http_tavus_create_srv_conf(ngx_conf_t *cf)
+{
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->original_init_peer = NULL;
+     */
+
+    return ngx_pcalloc(cf->pool, sizeof(ngx_http_tavus_srv_conf_t));
 }
 
 
@@ -541,8 +393,6 @@ ngx_http_tavus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_tavus_loc_conf_t *prev = parent;
     ngx_http_tavus_loc_conf_t *conf = child;
 
-    u_char                    *p;
-    size_t                     len;
     ngx_http_core_loc_conf_t  *clcf;
 
     /*
@@ -556,6 +406,9 @@ ngx_http_tavus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     if (conf->replica_id == NULL && clcf->noname) {
         conf->replica_id = prev->replica_id;
+        conf->location = prev->location;
+        conf->file = prev->file;
+        conf->line = prev->line;
     }
 
     if (clcf->lmt_excpt && clcf->handler == NULL && conf->replica_id) {
@@ -624,40 +477,60 @@ ngx_http_tavus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
 #if (NGX_HTTP_SSL)
-    if (ngx_http_tavus_ssl_merge_conf(cf, conf, prev) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
+    ngx_http_tavus_ssl_merge_conf(conf, prev);
 #endif
 
     if (conf->replica_id == NULL) {
         return NGX_CONF_OK;
     }
 
-    /* a location with tavus_delete_replica */
+    return ngx_http_tavus_init_location(cf, conf);
+}
+
+
+/*
+ * A location with tavus_delete_replica, once merged: what it needs must
+ * be in scope, and what is the same for every request is made now.
+ * Merging happens at the end of http{}, so the messages name the location
+ * and the place of its tavus_delete_replica themselves.
+ */
+
+static char *
+ngx_http_tavus_init_location(ngx_conf_t *cf, ngx_http_tavus_loc_conf_t *conf)
+{
+    const char  *missing;
+
+    missing = NULL;
 
     if (conf->upstream.upstream == NULL && conf->pass == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"tavus_delete_replica\" requires "
-                           "\"tavus_pass\"");
-        return NGX_CONF_ERROR;
-    }
+        missing = "\"tavus_pass\"";
 
-    if (conf->key == NULL) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"tavus_delete_replica\" requires "
-                           "\"tavus_api_key\" or \"tavus_api_key_file\"");
-        return NGX_CONF_ERROR;
-    }
+    } else if (conf->key == NULL) {
+        missing = "\"tavus_api_key\" or \"tavus_api_key_file\"";
 
 #if !(NGX_HTTP_SSL)
-    if (conf->ssl) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"tavus_pass\" with \"https://\" needs nginx "
-                           "built with the ngx_http_ssl_module");
+    } else if (conf->ssl) {
+        missing = "nginx built with the ngx_http_ssl_module for \"https://\"";
+#endif
+    }
+
+    if (missing) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"tavus_delete_replica\" in location \"%V\" requires "
+                      "%s in %s:%ui",
+                      &conf->location, missing, conf->file, conf->line);
+        return NGX_CONF_ERROR;
+    }
+
+#if (NGX_HTTP_SSL)
+    if (conf->ssl && ngx_http_tavus_ssl_init_location(cf, conf) != NGX_OK) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "TLS of location \"%V\" cannot be set up (the reason "
+                      "is above) in %s:%ui",
+                      &conf->location, conf->file, conf->line);
         return NGX_CONF_ERROR;
     }
 #endif
-
 
     conf->request_id_index = ngx_http_get_variable_index(cf,
                                                    &ngx_http_tavus_request_id);
@@ -665,28 +538,9 @@ ngx_http_tavus_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    if (conf->pass) {
-        return NGX_CONF_OK;
-    }
-
-    /* the constant part of the request after the request line */
-
-    len = sizeof(" HTTP/1.1" CRLF "Host: ") - 1 + conf->host.len
-          + sizeof(CRLF "x-api-key: ") - 1;
-
-    p = ngx_pnalloc(cf->pool, len);
-    if (p == NULL) {
+    if (ngx_http_tavus_prepare_request(cf, conf) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
-
-    conf->headers.data = p;
-
-    p = ngx_cpymem(p, " HTTP/1.1" CRLF "Host: ",
-                   sizeof(" HTTP/1.1" CRLF "Host: ") - 1);
-    p = ngx_cpymem(p, conf->host.data, conf->host.len);
-    p = ngx_cpymem(p, CRLF "x-api-key: ", sizeof(CRLF "x-api-key: ") - 1);
-
-    conf->headers.len = p - conf->headers.data;
 
     return NGX_CONF_OK;
 }
@@ -697,9 +551,8 @@ ngx_http_tavus_delete_replica(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_tavus_loc_conf_t *tlcf = conf;
 
-    ngx_str_t                         *value;
-    ngx_http_core_loc_conf_t          *clcf;
-    ngx_http_compile_complex_value_t   ccv;
+    ngx_str_t                 *value;
+    ngx_http_core_loc_conf_t  *clcf;
 
     if (tlcf->replica_id) {
         return "is duplicate";
@@ -707,24 +560,18 @@ ngx_http_tavus_delete_replica(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    tlcf->replica_id = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    tlcf->replica_id = ngx_http_tavus_compile(cf, &value[1]);
     if (tlcf->replica_id == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-
-    ccv.cf = cf;
-    ccv.value = &value[1];
-    ccv.complex_value = tlcf->replica_id;
-
-    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
         return NGX_CONF_ERROR;
     }
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
 
     clcf->handler = ngx_http_tavus_handler;
+
+    tlcf->location = clcf->name;
+    tlcf->file = cf->conf_file->file.name.data;
+    tlcf->line = cf->conf_file->line;
 
     return NGX_CONF_OK;
 }
@@ -735,12 +582,12 @@ ngx_http_tavus_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_tavus_loc_conf_t *tlcf = conf;
 
-    size_t                             add;
-    u_char                            *p, *last;
-    in_port_t                          port;
-    ngx_str_t                         *value, url;
-    ngx_url_t                          u;
-    ngx_http_compile_complex_value_t   ccv;
+    size_t       add;
+    ngx_int_t    rc;
+    ngx_uint_t   n;
+    in_port_t    port;
+    ngx_str_t   *value, url;
+    ngx_url_t    u;
 
     if (tlcf->upstream.upstream || tlcf->pass) {
         return "is duplicate";
@@ -768,47 +615,33 @@ ngx_http_tavus_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     url.data += add;
     url.len -= add;
 
-    /* host[:port], with a lone trailing "/" accepted */
+    n = ngx_http_script_variables_count(&url);
 
-    if (url.len && url.data[url.len - 1] == '/') {
-        url.len--;
-    }
+    rc = ngx_http_tavus_parse_host(url.data, url.len, n, &url);
 
-    last = url.data + url.len;
-
-    for (p = url.data; p < last; p++) {
-        if (*p == '/' || *p == '?' || *p == '#') {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "\"tavus_pass\" URL must not have a path, "
-                               "a query or a fragment");
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    if (url.len == 0) {
+    if (rc == NGX_DECLINED) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"tavus_pass\" URL has no host");
+                           "\"tavus_pass\" URL must not have a path, "
+                           "a query or a fragment");
+        return NGX_CONF_ERROR;
+    }
+
+    if (rc != NGX_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"tavus_pass\" URL has no valid host[:port]: "
+                           "letters, digits, \".\", \"-\", \"_\", \":\", "
+                           "\"[\" and \"]\" only");
         return NGX_CONF_ERROR;
     }
 
     tlcf->default_port = port;
 
-    if (ngx_http_script_variables_count(&url)) {
+    if (n) {
 
         /* the scheme is literal: TLS is set up at configuration time */
 
-        tlcf->pass = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+        tlcf->pass = ngx_http_tavus_compile(cf, &url);
         if (tlcf->pass == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-
-        ccv.cf = cf;
-        ccv.value = &url;
-        ccv.complex_value = tlcf->pass;
-
-        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
             return NGX_CONF_ERROR;
         }
 
@@ -832,185 +665,13 @@ ngx_http_tavus_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-static char *
-ngx_http_tavus_api_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_tavus_loc_conf_t *tlcf = conf;
-
-    ngx_str_t                         *value;
-    ngx_http_tavus_key_t              *key;
-    ngx_http_complex_value_t           cv;
-    ngx_http_compile_complex_value_t   ccv;
-
-    if (tlcf->key != NGX_CONF_UNSET_PTR) {
-        if (ngx_strcmp(tlcf->key->directive, "tavus_api_key") == 0) {
-            return "is duplicate";
-        }
-
-        return "cannot be used with \"tavus_api_key_file\" at one level";
-    }
-
-    value = cf->args->elts;
-
-    key = ngx_pcalloc(cf->pool, sizeof(ngx_http_tavus_key_t));
-    if (key == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    key->directive = "tavus_api_key";
-
-    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-
-    ccv.cf = cf;
-    ccv.value = &value[1];
-    ccv.complex_value = &cv;
-
-    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    if (cv.lengths == NULL) {
-        key->value = value[1];
-        tlcf->key = key;
-
-        return ngx_http_tavus_key_check(cf, key);
-    }
-
-    key->complex = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
-    if (key->complex == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    *key->complex = cv;
-    tlcf->key = key;
-
-    return NGX_CONF_OK;
-}
-
-
-static char *
-ngx_http_tavus_api_key_file(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    ngx_http_tavus_loc_conf_t *tlcf = conf;
-
-    u_char                *buf;
-    char                  *rv;
-    ssize_t                n;
-    ngx_fd_t               fd;
-    ngx_str_t             *value, name;
-    ngx_file_info_t        fi;
-    ngx_http_tavus_key_t  *key;
-
-    if (tlcf->key != NGX_CONF_UNSET_PTR) {
-        if (ngx_strcmp(tlcf->key->directive, "tavus_api_key_file") == 0) {
-            return "is duplicate";
-        }
-
-        return "cannot be used with \"tavus_api_key\" at one level";
-    }
-
-    value = cf->args->elts;
-    name = value[1];
-
-    if (ngx_conf_full_name(cf->cycle, &name, 1) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
-    fd = ngx_open_file(name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-
-    if (fd == NGX_INVALID_FILE) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_open_file_n " \"%s\" failed", name.data);
-        return NGX_CONF_ERROR;
-    }
-
-    rv = NGX_CONF_ERROR;
-    buf = NULL;
-
-    if (ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_fd_info_n " \"%s\" failed", name.data);
-        goto done;
-    }
-
-    if (ngx_file_access(&fi) & 0044) {
-        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                           "key file \"%s\" is readable by group or others: "
-                           "it should be mode 0600 or 0400", name.data);
-    }
-
-    if (ngx_file_size(&fi) > NGX_HTTP_TAVUS_KEY_FILE_MAX) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "key file \"%s\" is larger than %d bytes",
-                           name.data, NGX_HTTP_TAVUS_KEY_FILE_MAX);
-        goto done;
-    }
-
-    buf = ngx_pnalloc(cf->pool, NGX_HTTP_TAVUS_KEY_FILE_MAX + 1);
-    if (buf == NULL) {
-        goto done;
-    }
-
-    n = ngx_read_fd(fd, buf, NGX_HTTP_TAVUS_KEY_FILE_MAX + 1);
-
-    if (n == -1) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
-                           ngx_read_fd_n " \"%s\" failed", name.data);
-        goto done;
-    }
-
-    if (n > NGX_HTTP_TAVUS_KEY_FILE_MAX) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "key file \"%s\" is larger than %d bytes",
-                           name.data, NGX_HTTP_TAVUS_KEY_FILE_MAX);
-        goto done;
-    }
-
-    /* one trailing newline, as editors and "echo" write it, is dropped */
-
-    if (n && buf[n - 1] == LF) {
-        n--;
-
-        if (n && buf[n - 1] == CR) {
-            n--;
-        }
-    }
-
-    key = ngx_pcalloc(cf->pool, sizeof(ngx_http_tavus_key_t));
-    if (key == NULL) {
-        goto done;
-    }
-
-    key->directive = "tavus_api_key_file";
-    key->value.data = buf;
-    key->value.len = n;
-
-    tlcf->key = key;
-
-    rv = ngx_http_tavus_key_check(cf, key);
-
-done:
-
-    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
-        ngx_conf_log_error(NGX_LOG_ALERT, cf, ngx_errno,
-                           ngx_close_file_n " \"%s\" failed", name.data);
-    }
-
-    if (rv != NGX_CONF_OK && buf) {
-        ngx_explicit_memzero(buf, NGX_HTTP_TAVUS_KEY_FILE_MAX + 1);
-    }
-
-    return rv;
-}
-
-
 /*
  * tavus_allow_hard_delete and tavus_dry_run: "on" or "off" as nginx's
  * flags are, in any case, or a value with variables judged per request
  */
 
 static char *
-ngx_http_tavus_switch(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+ngx_http_tavus_set_switch_slot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     char  *p = conf;
 
@@ -1050,33 +711,28 @@ ngx_http_tavus_switch(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
-/* never log the key itself: the messages name the problem only */
+/* a value that may contain variables, compiled once */
 
-static char *
-ngx_http_tavus_key_check(ngx_conf_t *cf, ngx_http_tavus_key_t *key)
+ngx_http_complex_value_t *
+ngx_http_tavus_compile(ngx_conf_t *cf, ngx_str_t *value)
 {
-    if (key->value.len == 0) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%s\" gives an empty key", key->directive);
-        return NGX_CONF_ERROR;
+    ngx_http_complex_value_t          *cv;
+    ngx_http_compile_complex_value_t   ccv;
+
+    cv = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (cv == NULL) {
+        return NULL;
     }
 
-    if (ngx_http_tavus_valid_key(key->value.data, key->value.len) != NGX_OK) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"%s\" gives a key with a control character, "
-                           "a byte above ASCII or a space at either end",
-                           key->directive);
-        return NGX_CONF_ERROR;
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = value;
+    ccv.complex_value = cv;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NULL;
     }
 
-    if (ngx_http_tavus_fingerprint(key->fingerprint, key->value.data,
-                                   key->value.len)
-        != NGX_OK)
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "SHA-256 of the key failed");
-        return NGX_CONF_ERROR;
-    }
-
-    return NGX_CONF_OK;
+    return cv;
 }

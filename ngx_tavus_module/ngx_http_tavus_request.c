@@ -11,6 +11,44 @@
 
 
 /*
+ * The constant part of a location's request after the request line, made
+ * once: " HTTP/1.1" CRLF "Host: ..." CRLF "x-api-key: ".  A tavus_pass
+ * with variables has its Host per request.
+ */
+
+ngx_int_t
+ngx_http_tavus_prepare_request(ngx_conf_t *cf,
+    ngx_http_tavus_loc_conf_t *conf)
+{
+    u_char  *p;
+    size_t   len;
+
+    if (conf->pass) {
+        return NGX_OK;
+    }
+
+    len = sizeof(" HTTP/1.1" CRLF "Host: ") - 1 + conf->host.len
+          + sizeof(CRLF "x-api-key: ") - 1;
+
+    p = ngx_pnalloc(cf->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    conf->headers.data = p;
+
+    p = ngx_cpymem(p, " HTTP/1.1" CRLF "Host: ",
+                   sizeof(" HTTP/1.1" CRLF "Host: ") - 1);
+    p = ngx_cpymem(p, conf->host.data, conf->host.len);
+    p = ngx_cpymem(p, CRLF "x-api-key: ", sizeof(CRLF "x-api-key: ") - 1);
+
+    conf->headers.len = p - conf->headers.data;
+
+    return NGX_OK;
+}
+
+
+/*
  * The request is built from the configuration, the validated replica id
  * and the hard flag only: nothing of the client's request goes upstream.
  * Its buffer holds the key, so it is never written to the log.
@@ -107,8 +145,8 @@ ngx_http_tavus_reinit_request(ngx_http_request_t *r)
 
     ctx->answer.outcome = NGX_HTTP_TAVUS_OUTCOME_NONE;
     ctx->out = NULL;
-    ctx->special = 0;
-    ctx->state = ngx_http_tavus_st_status;
+    ctx->replace_status = 0;
+    r->upstream->process_header = ngx_http_tavus_process_status_line;
     ngx_memzero(&ctx->status, sizeof(ngx_http_status_t));
     ngx_memzero(&ctx->chunked, sizeof(ngx_http_chunked_t));
     ctx->content_length = -1;

@@ -10,10 +10,12 @@
 #include "ngx_http_tavus_module.h"
 
 
+static ngx_int_t ngx_http_tavus_process_header(ngx_http_request_t *r);
+static ngx_int_t ngx_http_tavus_process_body(ngx_http_request_t *r);
+static ngx_int_t ngx_http_tavus_again(ngx_http_request_t *r,
+    ngx_http_tavus_ctx_t *ctx);
 static ngx_int_t ngx_http_tavus_process_header_line(ngx_http_request_t *r,
     ngx_http_tavus_ctx_t *ctx);
-static ngx_int_t ngx_http_tavus_process_body_start(ngx_http_request_t *r,
-    ngx_http_tavus_ctx_t *ctx, ngx_buf_t *b);
 static ngx_int_t ngx_http_tavus_process_answer(ngx_http_request_t *r,
     ngx_http_tavus_ctx_t *ctx);
 static void ngx_http_tavus_log_upstream(ngx_http_request_t *r,
@@ -25,16 +27,66 @@ static ngx_int_t ngx_http_tavus_invalid(ngx_http_request_t *r,
 
 
 /*
- * The whole answer, status line, headers and body, is read here into
- * u->buffer (tavus_buffer_size): NGX_AGAIN until it is complete.  Only
- * then is it translated, and the translated answer is what nginx sends.
+ * The whole answer is read into u->buffer (tavus_buffer_size) a part at
+ * a time, as the proxy module reads a status line and then headers: the
+ * status line, the headers, the body, each returning NGX_AGAIN until its
+ * part has arrived and then handing on to the next through
+ * u->process_header (reinit_request starts a retry at the status line).
+ * Only a complete answer is translated, and the translated answer is
+ * what nginx sends.
  */
 
 ngx_int_t
+ngx_http_tavus_process_status_line(ngx_http_request_t *r)
+{
+    ngx_int_t              rc;
+    ngx_http_upstream_t   *u;
+    ngx_http_tavus_ctx_t  *ctx;
+
+    u = r->upstream;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_tavus_module);
+
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    rc = ngx_http_parse_status_line(r, &u->buffer, &ctx->status);
+
+    if (rc == NGX_AGAIN) {
+        return ngx_http_tavus_again(r, ctx);
+    }
+
+    /*
+     * no HTTP/0.9 fallback as in the proxy module: garbage is never taken
+     * for an answer
+     */
+
+    if (rc == NGX_ERROR
+        || ctx->status.http_version < NGX_HTTP_VERSION_10
+        || ctx->status.http_version >= NGX_HTTP_VERSION_20)
+    {
+        return ngx_http_tavus_invalid(r, ctx, "no valid HTTP/1.x status line");
+    }
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "tavus upstream status %ui", ctx->status.code);
+
+    if (ctx->status.http_version < NGX_HTTP_VERSION_11) {
+        ctx->connection_close = 1;
+    }
+
+    u->process_header = ngx_http_tavus_process_header;
+
+    return ngx_http_tavus_process_header(r);
+}
+
+
+static ngx_int_t
 ngx_http_tavus_process_header(ngx_http_request_t *r)
 {
-    size_t                 size;
     ngx_int_t              rc;
+    ngx_uint_t             code;
     ngx_buf_t             *b;
     ngx_http_upstream_t   *u;
     ngx_http_tavus_ctx_t  *ctx;
@@ -44,126 +96,156 @@ ngx_http_tavus_process_header(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_tavus_module);
 
-    if (ctx == NULL) {
-        return NGX_ERROR;
-    }
-
     for ( ;; ) {
 
-        switch (ctx->state) {
+        rc = ngx_http_parse_header_line(r, b, 1);
 
-        case ngx_http_tavus_st_status:
-
-            rc = ngx_http_parse_status_line(r, b, &ctx->status);
-
-            if (rc == NGX_AGAIN) {
-                goto again;
-            }
-
-            /*
-             * no HTTP/0.9 fallback as in the proxy module: garbage is
-             * never taken for an answer
-             */
-
-            if (rc == NGX_ERROR
-                || ctx->status.http_version < NGX_HTTP_VERSION_10
-                || ctx->status.http_version >= NGX_HTTP_VERSION_20)
-            {
-                return ngx_http_tavus_invalid(r, ctx,
-                                          "no valid HTTP/1.x status line");
-            }
-
-            ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                           "tavus upstream status %ui", ctx->status.code);
-
-            if (ctx->status.http_version < NGX_HTTP_VERSION_11) {
-                ctx->connection_close = 1;
-            }
-
-            ctx->state = ngx_http_tavus_st_header;
-            break;
-
-        case ngx_http_tavus_st_header:
-
-            rc = ngx_http_parse_header_line(r, b, 1);
-
-            if (rc == NGX_OK) {
-                rc = ngx_http_tavus_process_header_line(r, ctx);
-
-                if (rc != NGX_OK) {
-                    return rc;
-                }
-
-                break;
-            }
-
-            if (rc == NGX_AGAIN) {
-                goto again;
-            }
-
-            if (rc != NGX_HTTP_PARSE_HEADER_DONE) {
-                return ngx_http_tavus_invalid(r, ctx, "an invalid header");
-            }
-
-            rc = ngx_http_tavus_process_body_start(r, ctx, b);
+        if (rc == NGX_OK) {
+            rc = ngx_http_tavus_process_header_line(r, ctx);
 
             if (rc != NGX_OK) {
                 return rc;
             }
 
-            break;
+            continue;
+        }
 
-        case ngx_http_tavus_st_body:
+        if (rc == NGX_AGAIN) {
+            return ngx_http_tavus_again(r, ctx);
+        }
 
-            if (b->last - ctx->body_start < ctx->content_length) {
-                goto again;
-            }
+        if (rc != NGX_HTTP_PARSE_HEADER_DONE) {
+            return ngx_http_tavus_invalid(r, ctx, "an invalid header");
+        }
 
-            ctx->body_last = ctx->body_start + ctx->content_length;
-            b->pos = ctx->body_last;
+        break;
+    }
 
-            return ngx_http_tavus_process_answer(r, ctx);
+    code = ctx->status.code;
 
-        case ngx_http_tavus_st_chunked:
+    if (code >= 100 && code < 200) {
 
-#if (nginx_version >= 1027002)
-            /* nginx 1.27.2 added keep_trailers: trailers are discarded */
-            rc = ngx_http_parse_chunked(r, b, &ctx->chunked, 0);
-#else
-            rc = ngx_http_parse_chunked(r, b, &ctx->chunked);
-#endif
+        if (code == NGX_HTTP_SWITCHING_PROTOCOLS) {
+            return ngx_http_tavus_invalid(r, ctx, "101 Switching Protocols");
+        }
 
-            if (rc == NGX_OK) {
+        /* an interim answer: the final one follows */
 
-                if (ctx->chunked.size > b->end - ctx->body_last) {
-                    return ngx_http_tavus_invalid(r, ctx,
+        ngx_memzero(&ctx->status, sizeof(ngx_http_status_t));
+        ctx->content_length = -1;
+        ctx->chunked_body = 0;
+        ngx_str_null(&ctx->retry_after);
+
+        u->process_header = ngx_http_tavus_process_status_line;
+
+        return ngx_http_tavus_process_status_line(r);
+    }
+
+    /* the framing of the body: exactly one way to know where it ends */
+
+    if (ctx->chunked_body && ctx->content_length != -1) {
+        return ngx_http_tavus_invalid(r, ctx,
+                      "both \"Content-Length\" and \"Transfer-Encoding\"");
+    }
+
+    if (code == NGX_HTTP_NO_CONTENT || code == NGX_HTTP_NOT_MODIFIED) {
+        ctx->content_length = 0;
+        ctx->chunked_body = 0;
+
+    } else if (!ctx->chunked_body) {
+
+        if (ctx->content_length == -1) {
+            return ngx_http_tavus_invalid(r, ctx,
+                                      "a body delimited by connection close");
+        }
+
+        if (ctx->content_length > b->end - b->pos) {
+            return ngx_http_tavus_invalid(r, ctx,
                                   "an answer larger than tavus_buffer_size");
-                }
-
-                /* chunk data: gathered at the end of the body so far */
-
-                size = ngx_min((off_t) (b->last - b->pos), ctx->chunked.size);
-
-                ctx->body_last = ngx_movemem(ctx->body_last, b->pos, size);
-                b->pos += size;
-                ctx->chunked.size -= size;
-
-                break;
-            }
-
-            if (rc == NGX_DONE) {
-                return ngx_http_tavus_process_answer(r, ctx);
-            }
-
-            if (rc == NGX_AGAIN) {
-                goto again;
-            }
-
-            return ngx_http_tavus_invalid(r, ctx, "an invalid chunked body");
         }
     }
 
-again:
+    ctx->body_start = b->pos;
+    ctx->body_last = b->pos;
+
+    u->process_header = ngx_http_tavus_process_body;
+
+    return ngx_http_tavus_process_body(r);
+}
+
+
+static ngx_int_t
+ngx_http_tavus_process_body(ngx_http_request_t *r)
+{
+    size_t                 size;
+    ngx_int_t              rc;
+    ngx_buf_t             *b;
+    ngx_http_tavus_ctx_t  *ctx;
+
+    b = &r->upstream->buffer;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_tavus_module);
+
+    if (!ctx->chunked_body) {
+
+        if (b->last - ctx->body_start < ctx->content_length) {
+            return ngx_http_tavus_again(r, ctx);
+        }
+
+        ctx->body_last = ctx->body_start + ctx->content_length;
+        b->pos = ctx->body_last;
+
+        return ngx_http_tavus_process_answer(r, ctx);
+    }
+
+    for ( ;; ) {
+
+#if (nginx_version >= 1027002)
+        /* nginx 1.27.2 added keep_trailers: trailers are discarded */
+        rc = ngx_http_parse_chunked(r, b, &ctx->chunked, 0);
+#else
+        rc = ngx_http_parse_chunked(r, b, &ctx->chunked);
+#endif
+
+        if (rc == NGX_OK) {
+
+            if (ctx->chunked.size > b->end - ctx->body_last) {
+                return ngx_http_tavus_invalid(r, ctx,
+                                  "an answer larger than tavus_buffer_size");
+            }
+
+            /* chunk data: gathered at the end of the body so far */
+
+            size = ngx_min((off_t) (b->last - b->pos), ctx->chunked.size);
+
+            ctx->body_last = ngx_movemem(ctx->body_last, b->pos, size);
+            b->pos += size;
+            ctx->chunked.size -= size;
+
+            continue;
+        }
+
+        if (rc == NGX_DONE) {
+            return ngx_http_tavus_process_answer(r, ctx);
+        }
+
+        if (rc == NGX_AGAIN) {
+            return ngx_http_tavus_again(r, ctx);
+        }
+
+        return ngx_http_tavus_invalid(r, ctx, "an invalid chunked body");
+    }
+}
+
+
+/* a part of the answer is missing: more to read, if there is room */
+
+static ngx_int_t
+ngx_http_tavus_again(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx)
+{
+    ngx_buf_t  *b;
+
+    b = &r->upstream->buffer;
 
     if (b->last == b->end) {
         return ngx_http_tavus_invalid(r, ctx,
@@ -298,66 +380,6 @@ ngx_http_tavus_valid_retry_after(ngx_str_t *value)
 }
 
 
-static ngx_int_t
-ngx_http_tavus_process_body_start(ngx_http_request_t *r,
-    ngx_http_tavus_ctx_t *ctx, ngx_buf_t *b)
-{
-    ngx_uint_t  code;
-
-    code = ctx->status.code;
-
-    if (code >= 100 && code < 200) {
-
-        if (code == NGX_HTTP_SWITCHING_PROTOCOLS) {
-            return ngx_http_tavus_invalid(r, ctx, "101 Switching Protocols");
-        }
-
-        /* an interim answer: the final one follows */
-
-        ngx_memzero(&ctx->status, sizeof(ngx_http_status_t));
-        ctx->content_length = -1;
-        ctx->chunked_body = 0;
-        ngx_str_null(&ctx->retry_after);
-        ctx->state = ngx_http_tavus_st_status;
-
-        return NGX_OK;
-    }
-
-    ctx->body_start = b->pos;
-    ctx->body_last = b->pos;
-
-    if (ctx->chunked_body && ctx->content_length != -1) {
-        return ngx_http_tavus_invalid(r, ctx,
-                      "both \"Content-Length\" and \"Transfer-Encoding\"");
-    }
-
-    if (code == NGX_HTTP_NO_CONTENT || code == NGX_HTTP_NOT_MODIFIED) {
-        ctx->content_length = 0;
-        ctx->state = ngx_http_tavus_st_body;
-        return NGX_OK;
-    }
-
-    if (ctx->chunked_body) {
-        ctx->state = ngx_http_tavus_st_chunked;
-        return NGX_OK;
-    }
-
-    if (ctx->content_length == -1) {
-        return ngx_http_tavus_invalid(r, ctx,
-                                      "a body delimited by connection close");
-    }
-
-    if (ctx->content_length > b->end - b->pos) {
-        return ngx_http_tavus_invalid(r, ctx,
-                                  "an answer larger than tavus_buffer_size");
-    }
-
-    ctx->state = ngx_http_tavus_st_body;
-
-    return NGX_OK;
-}
-
-
 /* the answer is complete: translate it, and let nginx send the result */
 
 static ngx_int_t
@@ -442,7 +464,8 @@ ngx_http_tavus_process_answer(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx)
 
 /*
  * What the operator must see: a rejected key (with the fingerprint, never
- * the key) and server errors, with the upstream's message redacted.
+ * the key) and server errors, with the upstream's message redacted, cut
+ * and escaped.
  */
 
 static void
@@ -451,6 +474,7 @@ ngx_http_tavus_log_upstream(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx,
 {
     u_char      fp[NGX_HTTP_TAVUS_FINGERPRINT_LEN];
     u_char      buf[NGX_HTTP_TAVUS_MESSAGE_MAX];
+    u_char      esc[NGX_HTTP_TAVUS_LOG_ESCAPE(NGX_HTTP_TAVUS_MESSAGE_MAX)];
     ngx_int_t   rc;
     ngx_str_t   message;
 
@@ -468,6 +492,14 @@ ngx_http_tavus_log_upstream(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx,
 
     } else if (rc != NGX_OK) {
         ngx_str_set(&message, "(none)");
+
+    } else {
+
+        /* cut as the client's is; escaped, it cannot forge a log line */
+
+        message.len = ngx_http_tavus_log_escape(esc, message.data,
+                                                message.len);
+        message.data = esc;
     }
 
     if (a->outcome == NGX_HTTP_TAVUS_UPSTREAM_ERROR) {
@@ -477,12 +509,7 @@ ngx_http_tavus_log_upstream(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx,
         return;
     }
 
-    if (ctx->key_conf->complex == NULL) {
-        ngx_memcpy(fp, ctx->key_conf->fingerprint, sizeof(fp));
-
-    } else if (ngx_http_tavus_fingerprint(fp, ctx->key.data, ctx->key.len)
-               != NGX_OK)
-    {
+    if (ngx_http_tavus_key_fingerprint(ctx, fp) != NGX_OK) {
         ngx_memset(fp, '?', sizeof(fp));
     }
 
@@ -508,7 +535,7 @@ ngx_http_tavus_invalid(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx,
 
 
 ngx_int_t
-ngx_http_tavus_filter_init(void *data)
+ngx_http_tavus_input_filter_init(void *data)
 {
     ngx_http_tavus_ctx_t  *ctx = data;
 
@@ -525,7 +552,7 @@ ngx_http_tavus_filter_init(void *data)
  */
 
 ngx_int_t
-ngx_http_tavus_filter(void *data, ssize_t bytes)
+ngx_http_tavus_input_filter(void *data, ssize_t bytes)
 {
     ngx_http_tavus_ctx_t  *ctx = data;
 
@@ -569,6 +596,7 @@ void
 ngx_http_tavus_finalize_request(ngx_http_request_t *r, ngx_int_t rc)
 {
     ngx_uint_t             outcome;
+    ngx_http_upstream_t   *u;
     ngx_http_tavus_ctx_t  *ctx;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -584,27 +612,32 @@ ngx_http_tavus_finalize_request(ngx_http_request_t *r, ngx_int_t rc)
         return;
     }
 
-    outcome = ctx->answer.outcome;
+    /*
+     * the last try decides: a try that received bytes got an invalid or
+     * a cut answer; one that received none was refused, reset or failed
+     * its handshake, or found no live server.  u->buffer and the outcome
+     * of process_header may be those of an earlier try: nginx reinits
+     * them only once a new connection is made.
+     */
+
+    u = r->upstream;
 
     if (rc == NGX_HTTP_GATEWAY_TIME_OUT) {
         outcome = NGX_HTTP_TAVUS_UPSTREAM_TIMEOUT;
 
-    } else if (outcome != NGX_HTTP_TAVUS_UPSTREAM_INVALID_RESPONSE) {
+    } else if (u->state && u->state->bytes_received) {
+        outcome = NGX_HTTP_TAVUS_UPSTREAM_INVALID_RESPONSE;
 
-        /* a part of an answer, then a close or a reset: truncated */
+    } else {
+        outcome = NGX_HTTP_TAVUS_UPSTREAM_ERROR;
 
-        if (r->upstream->buffer.start
-            && r->upstream->buffer.last > r->upstream->buffer.start)
-        {
-            outcome = NGX_HTTP_TAVUS_UPSTREAM_INVALID_RESPONSE;
+        /* and no upstream answer to count in the metrics */
 
-        } else {
-            outcome = NGX_HTTP_TAVUS_UPSTREAM_ERROR;
-        }
+        ngx_memzero(&ctx->status, sizeof(ngx_http_status_t));
     }
 
     ngx_http_tavus_answer_init(&ctx->answer, outcome);
 
     ctx->answer.status = rc;
-    ctx->special = rc;
+    ctx->replace_status = rc;
 }

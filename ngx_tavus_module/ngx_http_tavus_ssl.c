@@ -17,19 +17,22 @@
  * (OpenSSL's default paths) unless tavus_ssl_trusted_certificate names
  * a file.  nginx checks the result after the handshake and closes the
  * connection before a byte of the request, and so the key, is sent.
+ * Which connections and sessions a delete may use is in
+ * ngx_http_tavus_peer.c.
  */
 
 
 #if (NGX_HTTP_SSL)
 
-static ngx_int_t ngx_http_tavus_set_ssl(ngx_conf_t *cf,
-    ngx_http_tavus_loc_conf_t *tlcf);
-static ngx_int_t ngx_http_tavus_share_ssl(ngx_conf_t *cf,
-    ngx_http_tavus_loc_conf_t *tlcf);
+#include <openssl/rand.h>
+
+
 static ngx_uint_t ngx_http_tavus_same_ssl(ngx_http_tavus_loc_conf_t *a,
     ngx_http_tavus_loc_conf_t *b);
 static ngx_uint_t ngx_http_tavus_same_value(ngx_http_complex_value_t *a,
     ngx_http_complex_value_t *b);
+static ngx_int_t ngx_http_tavus_set_ssl(ngx_conf_t *cf,
+    ngx_http_tavus_loc_conf_t *tlcf);
 
 
 ngx_conf_bitmask_t  ngx_http_tavus_ssl_protocols[] = {
@@ -64,9 +67,9 @@ ngx_http_tavus_ssl_create_conf(ngx_http_tavus_loc_conf_t *conf)
 }
 
 
-ngx_int_t
-ngx_http_tavus_ssl_merge_conf(ngx_conf_t *cf,
-    ngx_http_tavus_loc_conf_t *conf, ngx_http_tavus_loc_conf_t *prev)
+void
+ngx_http_tavus_ssl_merge_conf(ngx_http_tavus_loc_conf_t *conf,
+    ngx_http_tavus_loc_conf_t *prev)
 {
     ngx_conf_merge_value(conf->upstream.ssl_session_reuse,
                               prev->upstream.ssl_session_reuse, 1);
@@ -96,26 +99,46 @@ ngx_http_tavus_ssl_merge_conf(ngx_conf_t *cf,
     ngx_conf_merge_ptr_value(conf->upstream.ssl_passwords,
                               prev->upstream.ssl_passwords, NULL);
 
-    /* a context only where a delete goes to an https:// upstream */
-
-    if (conf->ssl && conf->replica_id) {
-        return ngx_http_tavus_share_ssl(cf, conf);
-    }
-
-    return NGX_OK;
 }
 
 
 /*
- * nginx keeps TLS sessions and kept-alive connections per upstream, not
- * per location: a session verified against one location's CA would be
- * resumed by another location that trusts a different CA.  Locations
- * that delete through one upstream must agree on every tavus_ssl_*
- * setting; they then share one SSL context.
+ * tavus_ssl_name: a literal name, so that every connection and session
+ * of a context and a group is verified for the same one
  */
 
-static ngx_int_t
-ngx_http_tavus_share_ssl(ngx_conf_t *cf, ngx_http_tavus_loc_conf_t *tlcf)
+char *
+ngx_http_tavus_ssl_name(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_tavus_loc_conf_t *tlcf = conf;
+
+    char  *rv;
+
+    rv = ngx_http_set_complex_value_slot(cf, cmd, conf);
+
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    if (tlcf->upstream.ssl_name->lengths) {
+        return "cannot have variables: a delete's connections and sessions "
+               "are verified for one name";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * The SSL context of a location that deletes over TLS.  Locations with
+ * the same tavus_ssl_* settings share one, and so their connections and
+ * sessions; with other settings, a location has a context of its own,
+ * whatever group it uses.
+ */
+
+ngx_int_t
+ngx_http_tavus_ssl_init_location(ngx_conf_t *cf,
+    ngx_http_tavus_loc_conf_t *tlcf)
 {
     ngx_uint_t                   i;
     ngx_http_tavus_loc_conf_t  **other, **slot;
@@ -123,26 +146,11 @@ ngx_http_tavus_share_ssl(ngx_conf_t *cf, ngx_http_tavus_loc_conf_t *tlcf)
 
     tmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_tavus_module);
 
-    if (tlcf->upstream.upstream) {
-        other = tmcf->ssl_locations.elts;
+    other = tmcf->ssl_locations.elts;
 
-        for (i = 0; i < tmcf->ssl_locations.nelts; i++) {
+    for (i = 0; i < tmcf->ssl_locations.nelts; i++) {
 
-            if (other[i]->upstream.upstream != tlcf->upstream.upstream) {
-                continue;
-            }
-
-            if (!ngx_http_tavus_same_ssl(other[i], tlcf)) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "\"tavus_pass https://%V\" is used with "
-                                   "different \"tavus_ssl_*\" settings in "
-                                   "another location: nginx shares TLS "
-                                   "sessions and connections per upstream, "
-                                   "so give each its own upstream{} block",
-                                   &tlcf->host);
-                return NGX_ERROR;
-            }
-
+        if (ngx_http_tavus_same_ssl(other[i], tlcf)) {
             tlcf->upstream.ssl = other[i]->upstream.ssl;
             tlcf->upstream.ssl_passwords = other[i]->upstream.ssl_passwords;
 
@@ -206,14 +214,16 @@ ngx_http_tavus_same_value(ngx_http_complex_value_t *a,
 static ngx_int_t
 ngx_http_tavus_set_ssl(ngx_conf_t *cf, ngx_http_tavus_loc_conf_t *tlcf)
 {
-    ngx_ssl_t           *ssl;
-    ngx_pool_cleanup_t  *cln;
+    ngx_ssl_t             *ssl;
+    ngx_pool_cleanup_t    *cln;
+    ngx_http_tavus_ssl_t  *tssl;
 
-    ssl = ngx_pcalloc(cf->pool, sizeof(ngx_ssl_t));
-    if (ssl == NULL) {
+    tssl = ngx_pcalloc(cf->pool, sizeof(ngx_http_tavus_ssl_t));
+    if (tssl == NULL) {
         return NGX_ERROR;
     }
 
+    ssl = &tssl->ssl;
     ssl->log = cf->log;
     tlcf->upstream.ssl = ssl;
 
@@ -292,7 +302,24 @@ ngx_http_tavus_set_ssl(ngx_conf_t *cf, ngx_http_tavus_loc_conf_t *tlcf)
         return NGX_ERROR;
     }
 
-    return NGX_OK;
+    /* the mark of the sessions this context makes, and their slots */
+
+    if (RAND_bytes(tssl->id, NGX_HTTP_TAVUS_SSL_ID_LEN) != 1) {
+        ngx_ssl_error(NGX_LOG_EMERG, cf->log, 0, "RAND_bytes() failed");
+        return NGX_ERROR;
+    }
+
+    if (SSL_CTX_set_session_id_context(ssl->ctx, tssl->id,
+                                       NGX_HTTP_TAVUS_SSL_ID_LEN)
+        != 1)
+    {
+        ngx_ssl_error(NGX_LOG_EMERG, cf->log, 0,
+                      "SSL_CTX_set_session_id_context() failed");
+        return NGX_ERROR;
+    }
+
+    return ngx_http_tavus_peer_init_sessions(cf, tssl,
+                                             tlcf->upstream.ssl_session_reuse);
 }
 
 #endif

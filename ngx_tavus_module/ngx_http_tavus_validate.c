@@ -9,6 +9,10 @@
 #include "ngx_http_tavus_validate.h"
 
 
+static ngx_uint_t ngx_http_tavus_one_of(u_char *data, size_t len,
+    ngx_str_t *words);
+
+
 /* NGX_OK if 1 to 128 bytes of [A-Za-z0-9_-], NGX_DECLINED otherwise */
 
 ngx_int_t
@@ -82,14 +86,12 @@ ngx_http_tavus_parse_hard(u_char *data, size_t len)
 ngx_int_t
 ngx_http_tavus_parse_switch(u_char *data, size_t len)
 {
-    if ((len == 2 && ngx_strncmp(data, "on", 2) == 0)
-        || (len == 4 && ngx_strncmp(data, "true", 4) == 0)
-        || (len == 1 && data[0] == '1'))
-    {
-        return 1;
-    }
+    static ngx_str_t  yes[] = {
+        ngx_string("on"), ngx_string("true"), ngx_string("1"),
+        ngx_null_string
+    };
 
-    return 0;
+    return ngx_http_tavus_one_of(data, len, yes);
 }
 
 
@@ -101,15 +103,27 @@ ngx_http_tavus_parse_switch(u_char *data, size_t len)
 ngx_int_t
 ngx_http_tavus_parse_dry_run(u_char *data, size_t len)
 {
-    if (len == 0
-        || (len == 3 && ngx_strncmp(data, "off", 3) == 0)
-        || (len == 5 && ngx_strncmp(data, "false", 5) == 0)
-        || (len == 1 && data[0] == '0'))
-    {
-        return 0;
+    static ngx_str_t  no[] = {
+        ngx_string("off"), ngx_string("false"), ngx_string("0"),
+        ngx_null_string
+    };
+
+    return len != 0 && !ngx_http_tavus_one_of(data, len, no);
+}
+
+
+/* whether a value is one of the words, exactly */
+
+static ngx_uint_t
+ngx_http_tavus_one_of(u_char *data, size_t len, ngx_str_t *words)
+{
+    for ( /* void */ ; words->len; words++) {
+        if (len == words->len && ngx_strncmp(data, words->data, len) == 0) {
+            return 1;
+        }
     }
 
-    return 1;
+    return 0;
 }
 
 
@@ -138,6 +152,123 @@ ngx_http_tavus_valid_key(u_char *data, size_t len)
         if (data[i] < 0x20 || data[i] >= 0x7f) {
             return NGX_DECLINED;
         }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * tavus_api_key: a literal key has no "$"; with "$" it must be one
+ * variable alone, "$name" or "${name}" (a name of letters, digits and
+ * "_" that does not start with a digit: "$1" is a regex capture).
+ * NGX_DECLINED: a literal; NGX_OK: a variable, its name in *name;
+ * NGX_ERROR: anything else, which nginx would otherwise compile into a
+ * value of literal parts and variables, or report by echoing it.
+ */
+
+ngx_int_t
+ngx_http_tavus_key_variable(u_char *data, size_t len, ngx_str_t *name)
+{
+    u_char  ch, *p, *last;
+
+    if (ngx_strlchr(data, data + len, '$') == NULL) {
+        return NGX_DECLINED;
+    }
+
+    p = data;
+    last = data + len;
+
+    if (len < 2 || *p++ != '$') {
+        return NGX_ERROR;
+    }
+
+    if (*p == '{') {
+        if (last[-1] != '}') {
+            return NGX_ERROR;
+        }
+
+        p++;
+        last--;
+    }
+
+    if (p == last || (*p >= '0' && *p <= '9')) {
+        return NGX_ERROR;
+    }
+
+    name->data = p;
+    name->len = last - p;
+
+    for ( /* void */ ; p < last; p++) {
+        ch = *p;
+
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
+            || (ch >= '0' && ch <= '9') || ch == '_')
+        {
+            continue;
+        }
+
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The host[:port] of tavus_pass, after its scheme, as written in the
+ * configuration and as evaluated per request: one rule at both times.
+ * A lone trailing "/" is dropped.  NGX_OK: *host is a name, an address
+ * or an upstream{} name with an optional port, made of letters, digits,
+ * ".", "-", "_", ":", "[" and "]" only, so that it is safe in a request
+ * line and in a log line; NGX_DECLINED: a path, a query or a fragment
+ * follows it; NGX_ERROR: it is empty, or holds another byte.  A value
+ * with variables is checked for a path and emptiness at configuration
+ * time (with variables set), and wholly once evaluated.
+ */
+
+ngx_int_t
+ngx_http_tavus_parse_host(u_char *data, size_t len, ngx_uint_t variables,
+    ngx_str_t *host)
+{
+    u_char  ch;
+    size_t  i;
+
+    if (len && data[len - 1] == '/') {
+        len--;
+    }
+
+    for (i = 0; i < len; i++) {
+        ch = data[i];
+
+        if (ch == '/' || ch == '?' || ch == '#') {
+            return NGX_DECLINED;
+        }
+    }
+
+    if (len == 0) {
+        return NGX_ERROR;
+    }
+
+    host->data = data;
+    host->len = len;
+
+    if (variables) {
+        return NGX_OK;
+    }
+
+    for (i = 0; i < len; i++) {
+        ch = data[i];
+
+        if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
+            || (ch >= '0' && ch <= '9')
+            || ch == '.' || ch == '-' || ch == '_' || ch == ':'
+            || ch == '[' || ch == ']')
+        {
+            continue;
+        }
+
+        return NGX_ERROR;
     }
 
     return NGX_OK;

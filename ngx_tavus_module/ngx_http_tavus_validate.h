@@ -26,6 +26,10 @@ ngx_int_t ngx_http_tavus_parse_hard(u_char *data, size_t len);
 ngx_int_t ngx_http_tavus_parse_switch(u_char *data, size_t len);
 ngx_int_t ngx_http_tavus_parse_dry_run(u_char *data, size_t len);
 ngx_int_t ngx_http_tavus_valid_key(u_char *data, size_t len);
+ngx_int_t ngx_http_tavus_key_variable(u_char *data, size_t len,
+    ngx_str_t *name);
+ngx_int_t ngx_http_tavus_parse_host(u_char *data, size_t len,
+    ngx_uint_t variables, ngx_str_t *host);
 
 
 #endif /* _NGX_HTTP_TAVUS_VALIDATE_H_INCLUDED_ */

@@ -19,12 +19,10 @@ listen=${TAVUS_LISTEN:-127.0.0.1:8080}
 
 [ -f "$module" ] || { echo "run: $module is missing: make build" >&2; exit 1; }
 
+# the suite's port policy: outside the kernel's ephemeral range (see
+# t/lib/TavusProc.pm)
 free_port() {
-    perl -MIO::Socket::INET -e '
-        my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1",
-                                      LocalPort => 0, ReuseAddr => 1)
-            or die "no free port: $!\n";
-        print $s->sockport, "\n";'
+    perl -I "$top/t/lib" -MTavusProc -e 'print TavusProc::free_port(), "\n"'
 }
 
 rm -rf "$prefix"

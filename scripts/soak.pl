@@ -44,11 +44,13 @@ use File::Basename ();
 use File::Temp ();
 use IO::Socket::INET ();
 use IO::Select ();
-use POSIX ();
 use Socket qw(IPPROTO_TCP TCP_NODELAY);
 use Time::HiRes ();
 use JSON::PP ();
 use Errno qw(EAGAIN EWOULDBLOCK EINPROGRESS EINTR);
+
+use lib File::Basename::dirname(Cwd::abs_path(__FILE__)) . '/../t/lib';
+use TavusProc qw();
 
 $| = 1;
 
@@ -71,7 +73,10 @@ my $prefix = File::Temp::tempdir('tavus-soak-XXXXXX', TMPDIR => 1,
                                  CLEANUP => !$ENV{SOAK_KEEP});
 print "soak: prefix $prefix\n" if $ENV{SOAK_KEEP};
 
-my %port = map { $_ => free_port() } qw(gw mock fail invalid refused);
+# ports: the harness's policy, outside the kernel's ephemeral range
+my %used;
+my %port = map { $_ => TavusProc::free_port(used => \%used) }
+           qw(gw mock fail invalid refused);
 
 # what is sent, and what must come back: [ name, weight, method, path
 # (R: a fresh valid-looking id), status, code (undef: a deletion) ]
@@ -103,27 +108,16 @@ my @WHEEL = map { my $k = $_; ($k) x $k->[1] } @KINDS;
 
 # the upstreams: an nginx without the module
 
-my $mock_conf = slurp("$REPO/t/lib/mock-tavus.conf");
+my $mock_conf = TavusProc::slurp("$REPO/t/lib/mock-tavus.conf");
 $mock_conf =~ s/%%MOCK_NAME%%/tavus/g;
 $mock_conf =~ s/%%MOCK_PORT%%/$port{mock}/g;
 $mock_conf =~ s/%%MOCK_KEY%%/$KEY/g;
 
-mkdir "$prefix/mock";
-spew("$prefix/mock/nginx.conf", <<"CONF");
-daemon off;
-worker_processes 1;
-pid $prefix/mock/nginx.pid;
-error_log $prefix/mock/error.log warn;
-@{[ $> == 0 ? 'user root;' : '' ]}
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $prefix/mock;
-    proxy_temp_path $prefix/mock;
-    fastcgi_temp_path $prefix/mock;
-    uwsgi_temp_path $prefix/mock;
-    scgi_temp_path $prefix/mock;
+my $user = $> == 0 ? 'root' : undef;
 
+mkdir "$prefix/mock";
+TavusProc::spew("$prefix/mock/nginx.conf", TavusProc::nginx_conf(
+    dir => "$prefix/mock", user => $user, http => <<"HTTP"));
 $mock_conf
 
     server {
@@ -139,27 +133,15 @@ $mock_conf
         keepalive_requests 100000;
         location / { add_header Content-Length 2; return 200 '{}'; }
     }
-}
-CONF
+HTTP
 
-spew("$prefix/api.key", "$KEY\n");
+TavusProc::spew("$prefix/api.key", "$KEY\n");
+chmod 0600, "$prefix/api.key";
 
 mkdir "$prefix/gw";
-spew("$prefix/gw/nginx.conf", <<"CONF");
-load_module $MODULE;
-daemon off;
-worker_processes 2;
-pid $prefix/gw/nginx.pid;
-error_log $prefix/gw/error.log notice;
-@{[ $> == 0 ? 'user root;' : '' ]}
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $prefix/gw;
-    proxy_temp_path $prefix/gw;
-    fastcgi_temp_path $prefix/gw;
-    uwsgi_temp_path $prefix/gw;
-    scgi_temp_path $prefix/gw;
+TavusProc::spew("$prefix/gw/nginx.conf", TavusProc::nginx_conf(
+    dir => "$prefix/gw", user => $user, modules => [ $MODULE ],
+    workers => 2, error_log => 'notice', http => <<"HTTP"));
     keepalive_requests 1000;
 
     tavus_metrics_zone soak 1m;
@@ -203,42 +185,16 @@ http {
             tavus_metrics;
         }
     }
-}
-CONF
-
-my @started;
-
-sub nginx_start {
-    my ($dir, $nginx) = @_;
-
-    my $pid = fork() // die "fork: $!";
-
-    if ($pid == 0) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>>', "$dir/stderr";
-        open STDERR, '>&', \*STDOUT;
-        exec $nginx, '-p', "$dir/", '-c', "$dir/nginx.conf", '-e',
-             "$dir/error.log"
-            or POSIX::_exit(127);
-    }
-
-    push @started, $pid;
-
-    return $pid;
-}
+HTTP
 
 END {
     local $?;
-    for my $pid (@started) {
-        kill 'KILL', $pid if kill 0, $pid;
-    }
+    TavusProc::stop_all('KILL', 5);
 }
 
-my $mock_pid = nginx_start("$prefix/mock", '/usr/sbin/nginx');
-wait_listen($port{$_}, $mock_pid, "$prefix/mock") for qw(mock fail invalid);
-
-my $gw_pid = nginx_start("$prefix/gw", $NGINX);
-wait_listen($port{gw}, $gw_pid, "$prefix/gw");
+my $mock_pid = start("$prefix/mock", '/usr/sbin/nginx',
+                     @port{qw(mock fail invalid)});
+my $gw_pid = start("$prefix/gw", $NGINX, $port{gw});
 
 # the load
 
@@ -312,10 +268,10 @@ close_conn($_) for @conns;
 
 # stop: the gateway, then the mock
 
-my $gw_exit = stop_nginx($gw_pid);
-stop_nginx($mock_pid);
+my $gw_exit = TavusProc::stop($gw_pid, 'QUIT', 20);
+TavusProc::stop($mock_pid, 'QUIT', 20);
 
-my $log = slurp("$prefix/gw/error.log");
+my $log = TavusProc::slurp("$prefix/gw/error.log");
 my @alerts = grep { /\[(?:alert|crit|emerg)\]/ } split /\n/, $log;
 my $reconfigured = () = $log =~ /: reconfiguring$/mg;
 
@@ -359,8 +315,9 @@ printf "soak: [alert]/[crit]/[emerg] lines: %d\n", scalar @alerts;
 print "soak:   $_\n" for @alerts[0 .. ($#alerts < 9 ? $#alerts : 9)];
 $failed ||= @alerts;
 
-printf "soak: gateway exit status: %d\n", $gw_exit;
-$failed ||= $gw_exit;
+printf "soak: gateway exit status: %s\n",
+       $gw_exit // 'none (did not stop in 20 s: killed)';
+$failed ||= $gw_exit // 1;
 
 if ($warm_rss && $final_rss) {
     my $growth = 100 * ($final_rss->{workers} - $warm_rss->{workers})
@@ -593,122 +550,36 @@ sub reload {
 sub rss_figures {
     my ($master) = @_;
 
-    my (@workers, $total);
-
-    opendir my $dh, '/proc' or return undef;
-
-    for my $pid (grep { /^\d+$/ } readdir $dh) {
-        my $stat = slurp("/proc/$pid/stat") or next;
-        my ($ppid) = $stat =~ /^\d+ \(.*\) \S (\d+)/ or next;
-        next unless $ppid == $master;
-
-        my $cmd = slurp("/proc/$pid/cmdline");
-        next unless $cmd =~ /^nginx: worker process\0*$/;
-
-        push @workers, [ $pid, vmrss($pid) ];
-    }
-
-    closedir $dh;
+    my @workers = map { [ $_, TavusProc::rss_kib($_) // 0 ] }
+                  grep { TavusProc::slurp("/proc/$_/cmdline")
+                         =~ /^nginx: worker process\0*$/ }
+                  TavusProc::children($master);
 
     return undef unless @workers;
 
+    my $total = 0;
     $total += $_->[1] for @workers;
 
     return {
         workers => $total,
         list    => join(' + ', map { "$_->[1]" } @workers),
-        master  => vmrss($master),
+        master  => TavusProc::rss_kib($master) // 0,
     };
 }
 
-sub vmrss {
-    my ($pid) = @_;
-    my ($kb) = slurp("/proc/$pid/status") =~ /^VmRSS:\s+(\d+)/m;
-    return $kb // 0;
-}
+# nginx with the nginx.conf of DIR, once it listens on the ports
 
-sub stop_nginx {
-    my ($pid) = @_;
+sub start {
+    my ($dir, $nginx, @ports) = @_;
 
-    kill 'QUIT', $pid;
+    my $pid = eval {
+        TavusProc::start_nginx(dir => $dir, nginx => $nginx, port => \@ports,
+                               timeout => 30);
+    };
 
-    my $deadline = Time::HiRes::time() + 20;
+    die "soak: $@" unless $pid;
 
-    while (Time::HiRes::time() < $deadline) {
-        my $r = waitpid($pid, POSIX::WNOHANG());
-        return $? if $r == $pid;
-        return 0 if $r == -1;
-        Time::HiRes::sleep(0.05);
-    }
-
-    kill 'KILL', $pid;
-    waitpid($pid, 0);
-
-    return -1;
-}
-
-sub wait_listen {
-    my ($port, $pid, $dir) = @_;
-
-    my $deadline = Time::HiRes::time() + 30;
-
-    while (Time::HiRes::time() < $deadline) {
-        die "soak: nginx in $dir exited:\n" . slurp("$dir/error.log")
-            . slurp("$dir/stderr")
-            if waitpid($pid, POSIX::WNOHANG()) == $pid;
-
-        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                      PeerPort => $port, Proto => 'tcp');
-        if ($s) {
-            close $s;
-            return;
-        }
-
-        Time::HiRes::sleep(0.05);
-    }
-
-    die "soak: nothing listens on $port\n";
-}
-
-# a free port below the kernel's ephemeral range: a port of that range
-# can become the local port of one of nginx's own upstream connections, and
-# a connection to the port nobody listens on would then connect to itself
-
-my %used;
-
-sub free_port {
-    my ($lo) = split ' ', slurp('/proc/sys/net/ipv4/ip_local_port_range');
-    $lo ||= 32768;
-
-    for (1 .. 1000) {
-        my $port = 10000 + int rand($lo - 10000);
-        next if $used{$port}++;
-
-        my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-                                      LocalPort => $port, Proto => 'tcp',
-                                      Listen => 1)
-            or next;
-        close $s;
-
-        return $port;
-    }
-
-    die "soak: no free port\n";
-}
-
-sub slurp {
-    my ($path) = @_;
-    open my $fh, '<:raw', $path or return '';
-    local $/;
-    my $c = <$fh>;
-    return $c // '';
-}
-
-sub spew {
-    my ($path, $content) = @_;
-    open my $fh, '>:raw', $path or die "$path: $!";
-    print $fh $content;
-    close $fh or die "$path: $!";
+    return $pid;
 }
 
 sub printable {

@@ -1,9 +1,10 @@
 #!/usr/bin/perl
 
 # Upstream answers that are split, chunked, broken, late or missing, from
-# raw mocks: only a well-formed HTTP/1.x answer counts (DESIGN.md, "What the
-# client gets"); nginx's own 502/504 are JSON too; a broken answer's
-# connection is not kept; a DELETE that reached a server is not re-sent.
+# raw mocks: only a well-formed HTTP/1.x answer counts (docs/responses.md,
+# "What counts as an invalid answer"); nginx's own 502/504 are JSON too; a
+# broken answer's connection is not kept; a DELETE that reached a server
+# is not re-sent.
 
 use strict;
 use warnings;
@@ -11,7 +12,7 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use JSON::PP;
-use TavusTest;
+use TavusTest qw(delete_location upstream_group);
 
 my $t = TavusTest->new->require_module;
 
@@ -90,12 +91,8 @@ for my $case (@cases) {
 
     $mock{$name} = $t->raw_mock(port => $t->port($name), script => [ $entry ]);
 
-    push @locations, <<"LOCATION";
-        location ~ ^/$name/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass http://127.0.0.1:%%PORT_$name%%;
-        }
-LOCATION
+    push @locations, delete_location($name,
+                                     "tavus_pass http://127.0.0.1:%%PORT_$name%%;");
 }
 
 # a second server for retries; the first upstream of each group below
@@ -119,39 +116,26 @@ my $kept = $t->raw_mock(port => $t->port('kept'), script => [
     [ $ok ],
 ]);
 
-my @groups;
+# the groups: name => [ [ the servers' ports ], more of the upstream{} ]
 
-for my $group (qw(retry_after_reset retry_after_garbage retry_after_refused
-                  kept))
-{
-    push @groups, <<"LOCATION";
-        location ~ ^/$group/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass http://$group;
-        }
-LOCATION
+my %groups = (
+    retry_after_reset   => [ [qw(first_reset second)] ],
+    retry_after_garbage => [ [qw(first_garbage second)] ],
+    retry_after_refused => [ [qw(refused second)] ],
+    kept                => [ [qw(kept)], 'keepalive 4;' ],
+);
+
+my (@upstreams, @groups);
+
+for my $g (sort keys %groups) {
+    my ($ports, @more) = @{ $groups{$g} };
+    push @upstreams, upstream_group($g, [ map { "127.0.0.1:%%PORT_$_%%" }
+                                          @$ports ], @more);
+    push @groups, delete_location($g, "tavus_pass http://$g;");
 }
 
 $t->run(<<"HTTP");
-    upstream retry_after_reset {
-        server 127.0.0.1:%%PORT_first_reset%%;
-        server 127.0.0.1:%%PORT_second%%;
-    }
-
-    upstream retry_after_garbage {
-        server 127.0.0.1:%%PORT_first_garbage%%;
-        server 127.0.0.1:%%PORT_second%%;
-    }
-
-    upstream retry_after_refused {
-        server 127.0.0.1:%%PORT_refused%%;
-        server 127.0.0.1:%%PORT_second%%;
-    }
-
-    upstream kept {
-        server 127.0.0.1:%%PORT_kept%%;
-        keepalive 4;
-    }
+@upstreams
 
     server {
         listen 127.0.0.1:%%PORT_gw%%;

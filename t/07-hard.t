@@ -1,12 +1,14 @@
 #!/usr/bin/perl
 
-# Hard deletes (DESIGN.md, directives tavus_hard and tavus_allow_hard_delete;
-# issue 3, point 5): "true" with permission sends ?hard=true; "false" or
-# empty sends no query; any other value is a 400 invalid_hard; "true"
-# without permission is a 403 hard_delete_denied, never downgraded; neither
-# opens an upstream connection.  tavus_allow_hard_delete is on/off (any
-# case) or a value with variables (on, true, 1 allow; anything else denies).
-# $tavus_hard is logged as true/false, also when the request was denied.
+# Hard deletes (docs/directives.md, tavus_hard and tavus_allow_hard_delete;
+# docs/decisions.md, "tavus_hard accepts only true, false and empty" and
+# "The switches fail safe"): "true" with permission sends ?hard=true;
+# "false" or empty sends no query; any other value is a 400 invalid_hard;
+# "true" without permission is a 403 hard_delete_denied, never
+# downgraded; neither opens an upstream connection.
+# tavus_allow_hard_delete is on/off (any case) or a value with variables
+# (on, true, 1 allow; anything else denies).  $tavus_hard is logged as
+# true/false, also when the request was denied.
 
 use strict;
 use warnings;
@@ -14,8 +16,7 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use JSON::PP;
-use Time::HiRes ();
-use TavusTest;
+use TavusTest qw(delete_location);
 
 my $t = TavusTest->new->require_module;
 
@@ -54,16 +55,12 @@ my @allow = (
                    . 'tavus_allow_hard_delete on;' ],
 );
 
-my $locations = join '', map { <<"LOCATION" } @allow;
-        location ~ ^/$_->[0]/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            $_->[1]
-        }
-LOCATION
+my $locations = join '', map { delete_location(@$_) } @allow;
 
 $t->run(<<"HTTP");
-    log_format hard '\$request_id hard=\$tavus_hard outcome=\$tavus_outcome '
-                    'id=\$tavus_replica_id status=\$status';
+    log_format hard 'rid=\$request_id hard=\$tavus_hard '
+                    'outcome=\$tavus_outcome id=\$tavus_replica_id '
+                    'status=\$status';
 
     map \$http_x_role \$hard_by_role {
         admin     on;
@@ -109,25 +106,11 @@ $locations
     }
 HTTP
 
-# the access log line of a request, by its request_id (the log is written
-# when the request ends, which may be just after the client has its answer)
+# the access log line of a request, by its request_id
 
 sub log_entry {
     my ($id) = @_;
-
-    return {} unless defined $id && length $id;
-
-    my $deadline = Time::HiRes::time() + 5;
-
-    while (1) {
-        for (split /\n/, $t->read_file('hard.log')) {
-            my ($rid, @f) = split / /;
-            return { map { split /=/, $_, 2 } @f } if $rid eq $id;
-        }
-
-        return {} if Time::HiRes::time() > $deadline;
-        Time::HiRes::sleep(0.01);
-    }
+    return $t->log_entry('hard.log', undef, rid => $id);
 }
 
 my $n = 0;

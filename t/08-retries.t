@@ -1,6 +1,7 @@
 #!/usr/bin/perl
 
-# Retries (DESIGN.md, tavus_next_upstream*; issue 3, points 2 and 6): an
+# Retries (docs/directives.md, tavus_next_upstream*; docs/decisions.md,
+# "Retries"; docs/responses.md, "Retried and repeated deletes"): an
 # upstream{} group of raw mocks a case.  A delete that may have reached a
 # server (any byte sent) is not re-sent unless "non_idempotent" is listed;
 # a refused connection (nothing sent) is retried without it; http_500,
@@ -14,8 +15,7 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use JSON::PP;
-use Time::HiRes ();
-use TavusTest qw(reply);
+use TavusTest qw(reply chunked delete_location upstream_group);
 
 my $t = TavusTest->new->require_module;
 
@@ -28,15 +28,8 @@ my $JT = 'application/json';
 
 my $ok = [ reply('200 OK', '{"message":"Replica deleted successfully"}',
                  $CT => $JT) ];
-sub chunked {
-    my ($head, @chunks) = @_;
-    return "$head\r\nTransfer-Encoding: chunked\r\n\r\n"
-           . join('', map { sprintf("%x\r\n%s\r\n", length, $_) } @chunks)
-           . "0\r\n\r\n";
-}
-
-my $ok_chunked = [ chunked('HTTP/1.1 200 OK', '{"me',
-                           'ssage":"Replica deleted successfully"}') ];
+my $ok_chunked = [ chunked('200 OK', [ '{"me',
+                           'ssage":"Replica deleted successfully"}' ]) ];
 my $e500 = [ reply('500 Internal Server Error',
                    '{"error":"first server failed"}', $CT => $JT,
                    'X-First' => 'yes') ];
@@ -50,8 +43,8 @@ my $e400_second = [ reply('400 Bad Request', '{"error":"second says no"}',
                           $CT => $JT) ];
 my $e404_second = [ reply('404 Not Found', '{"message":"second: no such"}',
                           $CT => $JT) ];
-my $e400_chunked_second = [ chunked('HTTP/1.1 400 Bad Request', '{"error":',
-                                    '"second chunk"', '}') ];
+my $e400_chunked_second = [ chunked('400 Bad Request', [ '{"error":',
+                                    '"second chunk"', '}' ]) ];
 
 # the first server reads the request, then fails in its way
 
@@ -282,21 +275,12 @@ for my $case (@cases) {
             $mock{"${g}_$s"} = $t->raw_mock(port => $port, script => [ $spec ]);
         }
 
-        push @servers, "server 127.0.0.1:$port;";
+        push @servers, "127.0.0.1:$port";
     }
 
-    push @upstreams, "    upstream $g {\n"
-                     . join('', map { "        $_\n" } @servers) . "    }\n";
-
-    my $conf = $case->{conf} // '';
-
-    push @locations, <<"LOCATION";
-        location ~ ^/$g/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass http://$g;
-            $conf
-        }
-LOCATION
+    push @upstreams, upstream_group($g, \@servers);
+    push @locations, delete_location($g, "tavus_pass http://$g;",
+                                     $case->{conf} // '');
 }
 
 $t->run(<<"HTTP");
@@ -319,23 +303,11 @@ HTTP
 
 my $gw = $t->port('gw');
 
+# the access log line of a request, by its request_id
+
 sub log_entry {
     my ($id) = @_;
-
-    return {} unless defined $id && length $id;
-
-    my $deadline = Time::HiRes::time() + 5;
-
-    while (1) {
-        for (split /\n/, $t->read_file('retry.log')) {
-            my ($rid, $outcome, $us, $ua) = split /\|/;
-            next unless $rid eq $id;
-            return { outcome => $outcome, us => $us, ua => $ua };
-        }
-
-        return {} if Time::HiRes::time() > $deadline;
-        Time::HiRes::sleep(0.01);
-    }
+    return $t->log_entry('retry.log', [qw(rid outcome us ua)], rid => $id);
 }
 
 # no field twice in the raw body, one Content-Type and Cache-Control, a

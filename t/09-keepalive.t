@@ -16,7 +16,7 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use JSON::PP;
-use TavusTest qw(reply);
+use TavusTest qw(reply chunked delete_location upstream_group);
 
 my $t = TavusTest->new->require_module;
 
@@ -26,23 +26,16 @@ my $KEPT = $t->nginx_version >= 1029007;
 my $KEY = 'ka-Key_1';
 my $true = JSON::PP::true;
 
-sub chunked {
-    my ($head, @chunks) = @_;
-    return "$head\r\nTransfer-Encoding: chunked\r\n\r\n"
-           . join('', map { sprintf("%x\r\n%s\r\n", length, $_) } @chunks)
-           . "0\r\n\r\n";
-}
-
 my $JT = 'application/json';
 
 my $ok = reply('200 OK', '{"message":"Replica deleted successfully"}',
                'Content-Type' => $JT);
-my $ok_chunked = chunked('HTTP/1.1 200 OK', '{"message":',
-                         '"Replica deleted successfully"}');
+my $ok_chunked = chunked('200 OK', [ '{"message":',
+                                     '"Replica deleted successfully"}' ]);
 my $no_content = "HTTP/1.1 204 No Content\r\n\r\n";
 my $e400 = reply('400 Bad Request', '{"error":"Invalid replica_id"}',
                  'Content-Type' => $JT);
-my $e404 = chunked('HTTP/1.1 404 Not Found', '{"message":"gone"}');
+my $e404 = chunked('404 Not Found', [ '{"message":"gone"}' ]);
 my $e429 = reply('429 Too Many Requests', '{"message":"slow"}',
                  'Retry-After' => 3);
 my $e500 = reply('500 Internal Server Error', '{"error":"oops"}');
@@ -74,10 +67,8 @@ my @cases = (
                                           Connection => 'Close') ],
                                   [ $ok ], [ $ok ] ],
       [ 200, 200, 200 ], 2 ],
-    [ connection_close_chunked => [ [ "HTTP/1.1 404 Not Found\r\n"
-                                      . "Connection: close\r\n"
-                                      . "Transfer-Encoding: chunked\r\n\r\n"
-                                      . "2\r\n{}\r\n0\r\n\r\n" ],
+    [ connection_close_chunked => [ [ chunked('404 Not Found', [ '{}' ],
+                                              Connection => 'close') ],
                                     [ $ok ], [ $ok ] ],
       [ 404, 200, 200 ], 2 ],
     [ http10 => [ [ "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}" ],
@@ -161,30 +152,17 @@ for my $case (@cases) {
 
     $mock{$name} = $t->raw_mock(port => $t->port($name), script => $script);
 
-    $conf //= '';
     my $keepalive = ($o->{keepalive} // 1) ? 'keepalive 4;' : '';
-    my $location = $o->{location} // '';
 
-    push @upstreams, <<"UPSTREAM";
-    upstream $name {
-        server 127.0.0.1:%%PORT_$name%%;
-        $keepalive
-        $conf
-    }
-UPSTREAM
+    push @upstreams, upstream_group($name, [ "127.0.0.1:%%PORT_$name%%" ],
+                                    $keepalive, $conf // '');
 
     # only the timeout case has a short read timeout: a whole answer must
     # be read within it, bytewise ones too, on a loaded machine as well
     my $timeout = $name eq 'timeout' ? 'tavus_read_timeout 250ms;' : '';
 
-    push @locations, <<"LOCATION";
-        location ~ ^/$name/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass http://$name;
-            $timeout
-            $location
-        }
-LOCATION
+    push @locations, delete_location($name, "tavus_pass http://$name;",
+                                     $timeout, $o->{location} // '');
 }
 
 $t->run($t->mock_tavus(name => 'tavus', key => $KEY) . <<"HTTP");

@@ -1,12 +1,13 @@
 #!/usr/bin/perl
 
 # nginx's own 502 (refused, invalid answer) and 504 (timeout) for a tavus
-# location are the module's JSON unless the operator set error_page for
-# that status: then the operator's page wins (DESIGN.md, "What the client
-# gets").  Answers translated from a Tavus answer, and the module's own
+# location are the module's JSON unless the operator set error_page for that
+# status: then the operator's page wins (docs/responses.md, "error_page";
+# docs/decisions.md, "Errors are always JSON, except where the operator chose
+# otherwise").  Answers translated from a Tavus answer, and the module's own
 # refusals, stay the module's JSON whatever error_page says: error_page
-# applies only to nginx's own failures.  Also checks the harness's
-# assertion that every application/json body is valid JSON.
+# applies only to nginx's own failures.  Also checks the harness's assertion
+# that every application/json body is valid JSON.
 
 use strict;
 use warnings;
@@ -15,8 +16,7 @@ use lib 't/lib';
 use Test::More;
 use Test2::API qw(intercept);
 use JSON::PP;
-use Time::HiRes ();
-use TavusTest qw(reply);
+use TavusTest qw(reply delete_location);
 
 my $t = TavusTest->new->require_module;
 
@@ -86,16 +86,12 @@ my $locations = '';
 for my $name (sort keys %loc) {
     my ($up, $conf) = @{ $loc{$name} };
 
-    # a short read timeout only where the upstream hangs
-    $conf .= ' tavus_read_timeout 300ms;' if $up eq 'hang';
-
-    $locations .= <<"LOCATION";
-        location ~ ^/$name/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass http://127.0.0.1:%%PORT_$up%%;
-            $conf
-        }
-LOCATION
+    $locations .= delete_location($name,
+                                  "tavus_pass http://127.0.0.1:%%PORT_$up%%;",
+                                  $conf,
+                                  # a short read timeout where it hangs only
+                                  $up eq 'hang' ? 'tavus_read_timeout 300ms;'
+                                                : '');
 }
 
 $t->run(<<"HTTP");
@@ -158,21 +154,9 @@ my $gw = $t->port('gw');
 
 sub log_entry {
     my ($id) = @_;
-
-    return {} unless defined $id && length $id;
-
-    my $deadline = Time::HiRes::time() + 5;
-
-    while (1) {
-        for (split /\n/, $t->read_file('ep.log')) {
-            my %e;
-            @e{qw(test request_id status outcome replica_id us)} = split /\|/;
-            return \%e if $e{test} eq $id;
-        }
-
-        return {} if Time::HiRes::time() > $deadline;
-        Time::HiRes::sleep(0.01);
-    }
+    return $t->log_entry('ep.log',
+                         [qw(test request_id status outcome replica_id us)],
+                         test => $id);
 }
 
 my $seq = 0;

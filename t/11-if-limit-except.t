@@ -119,14 +119,8 @@ $t->answer($r, 405, { code => 'method_not_allowed' },
 
 # the outcome reaches the log in the if block too
 
-my $log = '';
-for (1 .. 500) {
-    $log = $t->read_file('outcome.log');
-    last if $log =~ m{^/if/r2 }m;
-    select(undef, undef, undef, 0.01);
-}
-
-like($log, qr{^/if/r2 deleted r2$}m, 'if, taken: outcome and id logged');
+like($t->wait_log('outcome.log', qr{^/if/r2 }) // '',
+     qr{^/if/r2 deleted r2$}, 'if, taken: outcome and id logged');
 
 unlike($t->error_log, qr/signal|\[alert\]/, 'no worker crashed, no alert');
 

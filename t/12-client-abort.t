@@ -10,7 +10,6 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use IO::Socket::INET ();
-use Time::HiRes ();
 use TavusTest qw(reply);
 
 my $t = TavusTest->new->require_module;
@@ -50,24 +49,14 @@ sub hang_up {
 
     print $s "DELETE $path HTTP/1.1\r\nHost: gw\r\n\r\n";
 
-    my $deadline = Time::HiRes::time() + 5;
-    Time::HiRes::sleep(0.01)
-        while scalar($m->requests) < $n && Time::HiRes::time() < $deadline;
+    $m->wait_for(request => $n);
 
     close $s;
 }
 
 sub log_line {
     my ($path) = @_;
-
-    for (1 .. 500) {
-        my ($line) = grep { index($_, "$path ") == 0 }
-                     split /\n/, $t->read_file('abort.log');
-        return $line if defined $line;
-        Time::HiRes::sleep(0.01);
-    }
-
-    return '';
+    return $t->wait_log('abort.log', qr/^\Q$path\E /) // '';
 }
 
 hang_up('/default/r1', 1);

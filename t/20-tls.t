@@ -1,9 +1,9 @@
 #!/usr/bin/perl
 
-# TLS to the upstream (issue 4): verification on by default and failing
-# closed (no byte of HTTP, so no key, reaches a server that cannot prove
-# its name), SNI, chains with an intermediate, keepalive and session reuse
-# over TLS, client certificates, handshake timeouts, a plaintext server.
+# TLS to the upstream (docs/decisions.md, "TLS"): verification on by default
+# and failing closed (no byte of HTTP, so no key, reaches a server that cannot
+# prove its name), SNI, chains with an intermediate, keepalive and session
+# reuse over TLS, client certificates, handshake timeouts, a plaintext server.
 #
 # Certificates are made now with the openssl command (t/lib/TavusTLS.pm);
 # the mock upstreams are nginx `listen ... ssl` servers in the test's own
@@ -213,16 +213,9 @@ $t->run($conf);
 ###############################################################################
 # helpers
 
-my $seen = 0;
-
 # the gateway's error log since the last call, without debug lines
 
-sub new_errors {
-    my $log = $t->error_log;
-    my $new = substr($log, $seen);
-    $seen = length $log;
-    return join "\n", grep { !/\[debug\]/ } split /\n/, $new;
-}
+sub new_errors { return scalar $t->new_errors }
 
 sub del {
     my ($loc, $id, %o) = @_;

@@ -1,10 +1,10 @@
 #!/usr/bin/perl
 
-# Run-time DNS (issue 4): a tavus_pass with variables resolves its host per
-# request through nginx's `resolver`, honouring the record's TTL.  A real
-# DNS server on loopback (dnsmasq, Debian package dnsmasq-base) answers
-# from a hosts file this test rewrites; two mocks of Tavus listen on
-# 127.0.0.1 and 127.0.0.2 at the same port.
+# Run-time DNS (docs/recipes.md, "Run-time DNS"): a tavus_pass with variables
+# resolves its host per request through nginx's `resolver`, honouring the
+# record's TTL.  A real DNS server on loopback (dnsmasq, Debian package
+# dnsmasq-base) answers from a hosts file this test rewrites; two mocks of
+# Tavus listen on 127.0.0.1 and 127.0.0.2 at the same port.
 
 use strict;
 use warnings;
@@ -14,15 +14,10 @@ use Test::More;
 use JSON::PP;
 use IO::Socket::INET ();
 use IO::Select ();
-use POSIX ();
 use Time::HiRes ();
 use TavusTest;
 
-my $DNSMASQ = $ENV{TAVUS_DNSMASQ} // '/usr/sbin/dnsmasq';
-
 my $t = TavusTest->new->require_module;
-
-BAIL_OUT("no $DNSMASQ: apt-get install dnsmasq-base") unless -x $DNSMASQ;
 
 my $KEY = 'dns-Key_77';
 # seconds, the records' TTL (--local-ttl): a cached answer is checked
@@ -31,15 +26,12 @@ my $TTL = $ENV{TAVUS_WRAPPER} ? 4 : 2;
 my $true = JSON::PP::true;
 
 my $gw = $t->port('gw');
-my $dns;                        # dnsmasq's port, see start_dnsmasq
 my $up = $t->port('a');         # both mocks listen on this port
 
 $t->write_file('api.key', "$KEY\n");
 
 ###############################################################################
-# dnsmasq
-
-my ($dnsmasq, $watchdog);
+# dnsmasq, answering from a hosts file
 
 sub hosts {
     my ($addr) = @_;
@@ -49,67 +41,13 @@ sub hosts {
         or die "rename: $!";
 }
 
-sub start_dnsmasq {
-    my $p = $t->prefix;
-    my $user = getpwuid($>) // 'root';
+hosts('127.0.0.1');
 
-    $dnsmasq = fork() // die "fork: $!";
-
-    if ($dnsmasq == 0) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>>', "$p/dnsmasq.log";
-        open STDERR, '>&', \*STDOUT;
-        exec $DNSMASQ, '--no-daemon', '--conf-file=/dev/null',
-             "--port=$dns", '--listen-address=127.0.0.1',
-             '--bind-interfaces', '--no-resolv', '--no-hosts',
-             "--addn-hosts=$p/hosts", "--local-ttl=$TTL",
-             # names under test. that are not in the file: NXDOMAIN, never
-             # forwarded anywhere
-             '--local=/test/',
-             "--pid-file=$p/dnsmasq.pid", "--user=$user", '--log-queries'
-            or POSIX::_exit(127);
-    }
-
-    # kills dnsmasq if this test goes away without cleaning up
-    my $parent = $$;
-    $watchdog = fork() // die "fork: $!";
-
-    if ($watchdog == 0) {
-        $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP PIPE);
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>', '/dev/null';
-        open STDERR, '>', '/dev/null';
-        Time::HiRes::sleep(0.2) while getppid() == $parent;
-        kill 'KILL', $dnsmasq;
-        POSIX::_exit(0);
-    }
-}
-
-sub stop_dnsmasq {
-    return unless $dnsmasq;
-
-    kill 'TERM', $dnsmasq;
-    my $deadline = Time::HiRes::time() + 5;
-    # 0: still running (-1 once reaped by dns_answers)
-    while (waitpid($dnsmasq, POSIX::WNOHANG()) == 0) {
-        if (Time::HiRes::time() > $deadline) {
-            kill 'KILL', $dnsmasq;
-            waitpid($dnsmasq, 0);
-            last;
-        }
-        Time::HiRes::sleep(0.01);
-    }
-    undef $dnsmasq;
-
-    kill 'KILL', $watchdog;
-    waitpid($watchdog, 0);
-    undef $watchdog;
-}
-
-END {
-    local $?;
-    stop_dnsmasq() if $dnsmasq;
-}
+my $dns = $t->dnsmasq(args => [
+    '--addn-hosts=' . $t->prefix . '/hosts', "--local-ttl=$TTL",
+    # names under test. that are not in the file: NXDOMAIN, never
+    # forwarded anywhere
+    '--local=/test/' ]);
 
 # a DNS query for an A record over UDP: { rcode, addrs => [...] }, or
 # undef without an answer in the time given
@@ -119,7 +57,7 @@ sub dns_a {
 
     my $s = IO::Socket::INET->new(
         PeerAddr => '127.0.0.1',
-        PeerPort => $dns,
+        PeerPort => $dns->port,
         Proto    => 'udp',
     ) or return undef;
 
@@ -176,8 +114,8 @@ sub dns_answers {
     my $last;
 
     while (Time::HiRes::time() < $deadline) {
-        if (waitpid($dnsmasq, POSIX::WNOHANG()) == $dnsmasq) {
-            diag('dnsmasq exited: ' . $t->read_file('dnsmasq.log'));
+        unless ($dns->running) {
+            diag('dnsmasq exited: ' . $dns->log);
             return 0;
         }
 
@@ -187,23 +125,13 @@ sub dns_answers {
     }
 
     diag('dnsmasq answers: ' . ($last ? "@{ $last->{addrs} }" : 'nothing'));
-    diag('dnsmasq log: ' . $t->read_file('dnsmasq.log'));
+    diag('dnsmasq log: ' . $dns->log);
     return 0;
 }
 
 ###############################################################################
 
-hosts('127.0.0.1');
-
-# a port free for TCP may be taken for UDP: then another one
-for my $try (1 .. 3) {
-    $dns = $t->port("dns$try");
-    start_dnsmasq();
-    last if dns_answers('127.0.0.1');
-    stop_dnsmasq();
-}
-
-ok($dnsmasq, 'dnsmasq answers tavus.test 127.0.0.1')
+ok(dns_answers('127.0.0.1'), 'dnsmasq answers tavus.test 127.0.0.1')
     or BAIL_OUT('dnsmasq does not work');
 
 my $nx = dns_a('nowhere.test', 2);
@@ -218,11 +146,11 @@ $mock_b =~ s/\blisten\s+127\.0\.0\.1:(\d+)\s*;/listen "127.0.0.2:$1";/
     or die 'no listen line in the mock';
 
 $t->run($t->mock_tavus(name => 'a', port => $up, key => $KEY) . $mock_b
-        . <<'HTTP' =~ s/DNS_PORT/$dns/r);
+        . <<'HTTP');
     log_format gw 'outcome=$tavus_outcome upstream=$upstream_addr';
 
     # no valid=: the records' TTL is used
-    resolver 127.0.0.1:DNS_PORT;
+    resolver 127.0.0.1:%%PORT_dns%%;
     resolver_timeout 1s;
 
     server {
@@ -279,7 +207,7 @@ is(($t->mock_log('a'))[-1]{key}, 'ok', 'with the key');
 # the record changes
 
 hosts('127.0.0.2');
-kill 'HUP', $dnsmasq;
+$dns->reread;
 ok(dns_answers('127.0.0.2'), 'dnsmasq re-read its hosts file: 127.0.0.2');
 
 # within the TTL nginx keeps the address it has: resolved at t1 >= t0,
@@ -292,15 +220,20 @@ ok($took < $TTL && seen_by('r2') eq 'a',
    'within the TTL: the cached address, 127.0.0.1')
     or diag(sprintf 'seen by "%s" after %.2fs', seen_by('r2'), $took);
 
-# after the TTL, the new address: poll with a deadline
+# after the TTL, the new address: poll with a deadline (one check for
+# all the deletes of the poll, so that the count of tests is fixed)
 
-my ($n, $switched) = (2, undef);
+my ($n, $switched, @failed) = (2, undef);
 my $deadline = $t0 + $TTL + 4;
 
 while (Time::HiRes::time() < $deadline) {
     my $id = 'r' . ++$n;
     $r = del("/replicas/$id");
-    is($r->{status}, 200, "delete $id: 200") or last;
+
+    if ($r->{status} != 200) {
+        push @failed, "$id: $r->{status}";
+        last;
+    }
 
     if (seen_by($id) eq 'b') {
         $switched = Time::HiRes::time() - $t0;
@@ -310,6 +243,8 @@ while (Time::HiRes::time() < $deadline) {
     Time::HiRes::sleep(0.1);
 }
 
+is("@failed", '', 'every delete while the TTL runs out: 200 ('
+                  . ($n - 2) . ' deletes)');
 ok(defined $switched, 'after the TTL the deletes go to 127.0.0.2');
 ok(defined $switched && $switched >= $TTL - 0.05,
    "not before the TTL (${TTL}s) passed")
@@ -321,27 +256,29 @@ is(seen_by('r99'), 'b', 'and they stay there');
 is(($t->mock_log('b'))[-1]{key}, 'ok', 'with the key');
 
 ###############################################################################
-# a name that does not resolve
+# names that do not resolve: nginx's 502 as JSON, the reason in the error
+# log, no mock reached
 
-$r = del('/nowhere/rdead');
-$t->answer($r, 502, { code => 'upstream_error', replica_id => 'rdead' },
-           'NXDOMAIN');
-like($t->error_log, qr/\[error\] .*nowhere\.test could not be resolved (?#
-                       )\(3: Host not found\)/,
-     'NXDOMAIN: the error log says why');
-is(seen_by('rdead'), '', 'NXDOMAIN: no mock saw it');
+sub unresolved {
+    my ($name, $path, $host, $why) = @_;
+
+    my ($id) = $path =~ m{([^/]+)\z};
+    my $r = del($path);
+    $t->answer($r, 502, { code => 'upstream_error', replica_id => $id }, $name);
+    like($t->error_log, qr/\[error\] .*\Q$host\E could not be resolved (?#
+                           )\(\Q$why\E\)/,
+         "$name: the error log says why");
+    is(seen_by($id), '', "$name: no mock saw it");
+}
+
+unresolved('NXDOMAIN', '/nowhere/rdead', 'nowhere.test', '3: Host not found');
 
 # the DNS server gone: a name not cached times out
 
-stop_dnsmasq();
+$dns->stop;
 
-$r = del('/late/rlate');
-$t->answer($r, 502, { code => 'upstream_error', replica_id => 'rlate' },
-           'DNS server gone');
-like($t->error_log, qr/\[error\] .*late\.test could not be resolved (?#
-                       )\(110: Operation timed out\)/,
-     'DNS server gone: the error log says why');
-is(seen_by('rlate'), '', 'DNS server gone: no mock saw it');
+unresolved('DNS server gone', '/late/rlate', 'late.test',
+           '110: Operation timed out');
 
 ###############################################################################
 

@@ -1,6 +1,6 @@
 #!/usr/bin/perl
 
-# Behind nginx's own authentication (issue 5, item 1): auth_request,
+# Behind nginx's own authentication (docs/recipes.md): auth_request,
 # auth_basic, allow/deny with satisfy any and all, client certificates, an
 # internal location reached by X-Accel-Redirect.  Each gates the module: a
 # denied request is nginx's own answer and opens no upstream connection
@@ -12,7 +12,7 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use JSON::PP;
-use TavusTest;
+use TavusTest qw(delete_location);
 use TavusAuth qw(:all);
 
 my $t = TavusTest->new->require_module;
@@ -42,13 +42,8 @@ my @locations;
 
 sub tavus_location {
     my ($prefix, $mock, @lines) = @_;
-    my $extra = join '', map { "            $_\n" } @lines;
-    return <<"LOCATION";
-        location ~ ^/$prefix/replicas/(?<replica>[^/]*)\$ {
-$extra            tavus_delete_replica \$replica;
-            tavus_pass http://127.0.0.1:%%PORT_up_$mock%%;
-        }
-LOCATION
+    return delete_location("$prefix/replicas", @lines,
+                           "tavus_pass http://127.0.0.1:%%PORT_up_$mock%%;");
 }
 
 my $gw_locations = join '',
@@ -263,88 +258,81 @@ $r = $t->http(port => $gw, method => 'DELETE', path => '/basic/replicas/r2',
 deleted($r, $m, 'r2', 2, 'auth_basic, bob ($5$)');
 
 ###############################################################################
-# allow/deny, from 127.0.0.1 and from 127.0.0.2
+# allow/deny, from 127.0.0.1 and from 127.0.0.2; with satisfy any, the
+# address or the password, with satisfy all, both
+#
+# [ location, from, credentials (none: undef), nginx's status (undef: the
+#   delete goes through), replica, upstream connections after, name ]
 
-$m = $up{addr};
+my $alice_pw = [ 'alice', 'alice-Pass_1' ];
 
-$r = http_from($t, from => '127.0.0.2', port => $gw, method => 'DELETE',
-               path => '/addr/replicas/r1');
-denied($r, 403, $m, 0, 'deny all, from 127.0.0.2');
+my @by_address = (
+    [ addr => '127.0.0.2', undef, 403, 'r1', 0, 'deny all, from 127.0.0.2' ],
+    [ addr => '127.0.0.1', undef, undef, 'r1', 1,
+      'allow 127.0.0.1, from 127.0.0.1' ],
 
-$r = http_from($t, from => '127.0.0.1', port => $gw, method => 'DELETE',
-               path => '/addr/replicas/r1');
-deleted($r, $m, 'r1', 1, 'allow 127.0.0.1, from 127.0.0.1');
+    [ any => '127.0.0.1', undef, 401, 'r1', 0,
+      'satisfy any, address denied, no credentials' ],
+    [ any => '127.0.0.1', [ 'alice', 'nope' ], 401, 'r1', 0,
+      'satisfy any, address denied, wrong password' ],
+    [ any => '127.0.0.1', $alice_pw, undef, 'r1', 1,
+      'satisfy any, address denied, right password' ],
+    [ any => '127.0.0.2', undef, undef, 'r2', 2,
+      'satisfy any, address allowed, no credentials' ],
 
-# satisfy any: the address or the password
+    [ all => '127.0.0.2', $alice_pw, 403, 'r1', 0,
+      'satisfy all, address denied, right password' ],
+    [ all => '127.0.0.1', undef, 401, 'r1', 0,
+      'satisfy all, address allowed, no credentials' ],
+    [ all => '127.0.0.1', $alice_pw, undef, 'r1', 1,
+      'satisfy all, address allowed, right password' ],
+);
 
-$m = $up{any};
+for my $c (@by_address) {
+    my ($loc, $from, $user, $status, $id, $n, $name) = @$c;
 
-$r = http_from($t, from => '127.0.0.1', port => $gw, method => 'DELETE',
-               path => '/any/replicas/r1');
-denied($r, 401, $m, 0, 'satisfy any, address denied, no credentials');
+    my $r = $t->http(from => $from, port => $gw, method => 'DELETE',
+                     path => "/$loc/replicas/$id",
+                     headers => $user ? [ Authorization => basic(@$user) ]
+                                      : []);
 
-$r = http_from($t, from => '127.0.0.1', port => $gw, method => 'DELETE',
-               path => '/any/replicas/r1',
-               headers => [ Authorization => basic('alice', 'nope') ]);
-denied($r, 401, $m, 0, 'satisfy any, address denied, wrong password');
-
-$r = http_from($t, from => '127.0.0.1', port => $gw, method => 'DELETE',
-               path => '/any/replicas/r1',
-               headers => [ Authorization => basic('alice', 'alice-Pass_1') ]);
-deleted($r, $m, 'r1', 1, 'satisfy any, address denied, right password');
-
-$r = http_from($t, from => '127.0.0.2', port => $gw, method => 'DELETE',
-               path => '/any/replicas/r2');
-deleted($r, $m, 'r2', 2, 'satisfy any, address allowed, no credentials');
-
-# satisfy all: the address and the password
-
-$m = $up{all};
-
-$r = http_from($t, from => '127.0.0.2', port => $gw, method => 'DELETE',
-               path => '/all/replicas/r1',
-               headers => [ Authorization => basic('alice', 'alice-Pass_1') ]);
-denied($r, 403, $m, 0, 'satisfy all, address denied, right password');
-
-$r = http_from($t, from => '127.0.0.1', port => $gw, method => 'DELETE',
-               path => '/all/replicas/r1');
-denied($r, 401, $m, 0, 'satisfy all, address allowed, no credentials');
-
-$r = http_from($t, from => '127.0.0.1', port => $gw, method => 'DELETE',
-               path => '/all/replicas/r1',
-               headers => [ Authorization => basic('alice', 'alice-Pass_1') ]);
-deleted($r, $m, 'r1', 1, 'satisfy all, address allowed, right password');
+    if ($status) {
+        denied($r, $status, $up{$loc}, $n, $name);
+    } else {
+        deleted($r, $up{$loc}, $id, $n, $name);
+    }
+}
 
 ###############################################################################
 # client certificates
 
 $m = $up{cert};
 
-$r = https($t, port => $tls, method => 'DELETE', path => '/replicas/r1',
-           cacert => $pki->{'ca.crt'});
+$r = $t->https(port => $tls, method => 'DELETE', path => '/replicas/r1',
+               cacert => $pki->{'ca.crt'});
 is($r->{curl_exit}, 0, 'TLS, no client certificate: an HTTP answer')
     or diag($r->{error});
 denied($r, 400, $m, 0, 'TLS, no client certificate');
 like($r->{body}, qr/No required SSL certificate/,
      'TLS, no client certificate: nginx says why');
 
-$r = https($t, port => $tls, method => 'DELETE', path => '/replicas/r1',
-           cacert => $pki->{'ca.crt'}, cert => $pki->{'rogue.crt'},
-           key => $pki->{'rogue.key'});
+$r = $t->https(port => $tls, method => 'DELETE', path => '/replicas/r1',
+               cacert => $pki->{'ca.crt'}, cert => $pki->{'rogue.crt'},
+               key => $pki->{'rogue.key'});
 denied($r, 400, $m, 0, 'TLS, certificate from another CA');
 like($r->{body}, qr/SSL certificate error/,
      'TLS, certificate from another CA: nginx says why');
 
-$r = https($t, port => $tls, method => 'DELETE', path => '/replicas/r1',
-           cacert => $pki->{'ca.crt'}, cert => $pki->{'client.crt'},
-           key => $pki->{'client.key'});
+$r = $t->https(port => $tls, method => 'DELETE', path => '/replicas/r1',
+               cacert => $pki->{'ca.crt'}, cert => $pki->{'client.crt'},
+               key => $pki->{'client.key'});
 is($r->{curl_exit}, 0, 'TLS, client certificate: curl succeeded')
     or diag($r->{error});
 deleted($r, $m, 'r1', 1, 'TLS, client certificate');
 
-$r = https($t, port => $tls, method => 'GET', path => '/replicas/r2',
-           cacert => $pki->{'ca.crt'}, cert => $pki->{'client.crt'},
-           key => $pki->{'client.key'});
+$r = $t->https(port => $tls, method => 'GET', path => '/replicas/r2',
+               cacert => $pki->{'ca.crt'}, cert => $pki->{'client.crt'},
+               key => $pki->{'client.key'});
 $t->answer($r, 405, { code => 'method_not_allowed' },
            'TLS, client certificate, GET');
 is($m->connections, 1, 'TLS, GET: no new upstream connection');

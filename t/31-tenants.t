@@ -1,12 +1,12 @@
 #!/usr/bin/perl
 
-# Per-tenant keys (issue 5, item 2) and $tavus_api_key_fingerprint in an
-# audit log (item 3): `tavus_api_key $tenant_key` with a map on
-# $remote_user (auth_basic) and on a header; a key that evaluates empty
-# or with a control byte at run time is a 500 gateway_misconfigured, an
-# error-log line naming the problem and not the key, and no upstream
-# connection; the fingerprint is the first 16 hex digits of SHA-256 of
-# the key actually used, and the access log never holds a key.
+# Per-tenant keys (docs/recipes.md, "Per-tenant keys") and
+# $tavus_api_key_fingerprint in an audit log ("Audit log"): `tavus_api_key
+# $tenant_key` with a map on $remote_user (auth_basic) and on a header; a key
+# that evaluates empty or with a control byte at run time is a 500
+# gateway_misconfigured, an error-log line naming the problem and not the key,
+# and no upstream connection; the fingerprint is the first 16 hex digits of
+# SHA-256 of the key actually used, and the access log never holds a key.
 
 use strict;
 use warnings;

@@ -1,7 +1,8 @@
 #!/usr/bin/perl
 
-# Key hygiene (issue 5, item 4): one run that drives every outcome of the
-# module (success, each error row of DESIGN.md, timeouts, TLS failures,
+# Key hygiene (docs/security.md, "Where the key does not appear"): one run
+# that drives every outcome of the module (success, each error of
+# docs/responses.md, "Every situation", timeouts, TLS failures,
 # per-tenant keys from a map, a key file, a dry run) with the error log at
 # debug level (Debian's nginx is built --with-debug; the harness sets
 # `error_log ... debug`), then checks that no answer (status line, headers,
@@ -15,7 +16,7 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use JSON::PP;
-use TavusTest;
+use TavusTest qw(chunked delete_location);
 use TavusAuth qw(:all);
 
 my $t = TavusTest->new->require_module;
@@ -38,11 +39,12 @@ chmod 0600, $t->prefix . '/api.key';
 
 my $pki = make_pki($t);
 
+# the harness's reply(), always with a JSON type
+
 sub reply {
     my ($status, $body, @headers) = @_;
-    my $h = join '', map { "$_\r\n" } @headers;
-    return "HTTP/1.1 $status\r\nContent-Type: application/json\r\n$h"
-           . 'Content-Length: ' . length($body) . "\r\n\r\n$body";
+    return TavusTest::reply($status, $body,
+                            'Content-Type' => 'application/json', @headers);
 }
 
 # what an upstream that echoes the request headers says: the raw mock
@@ -107,13 +109,9 @@ case(echo_400_long => [ reply('400 Bad Request',
 my $half = int(length($K{static}) / 2);
 my $body = '{"error":"' . echo($K{static}) . '"}';
 my $cut = index($body, $K{static}) + $half;
-case(echo_400_chunked => [ "HTTP/1.1 400 Bad Request\r\n"
-                           . "Transfer-Encoding: chunked\r\n\r\n"
-                           . sprintf("%x\r\n%s\r\n", $cut,
-                                     substr($body, 0, $cut))
-                           . sprintf("%x\r\n%s\r\n", length($body) - $cut,
-                                     substr($body, $cut))
-                           . "0\r\n\r\n" ],
+case(echo_400_chunked => [ chunked('400 Bad Request',
+                                   [ substr($body, 0, $cut),
+                                     substr($body, $cut) ]) ],
      'static', 'r1', 'DELETE',
      400, { code => 'upstream_client_error', error => $gen400 });
 
@@ -135,8 +133,8 @@ case(echo_418 => [ reply("418 I'm a teapot",
      418, { code => 'upstream_client_error', error => $gen400 });
 case(echo_429 => [ reply('429 Too Many Requests',
                          '{"error":"' . echo($K{static}) . '"}',
-                         'Retry-After: 7',
-                         'X-Echo: ' . echo($K{static})) ],
+                         'Retry-After' => 7,
+                         'X-Echo' => echo($K{static})) ],
      'static', 'r1', 'DELETE',
      429, { code => 'rate_limited', error => 'rate limited by the upstream' });
 case(echo_500 => [ reply('500 Internal Server Error',
@@ -150,7 +148,7 @@ case(echo_503_text => [ reply('503 Service Unavailable',
 
 # the only upstream header passed on to the client: Retry-After
 case(echo_retry_after => [ reply('429 Too Many Requests', '{}',
-                                 'Retry-After: ' . $K{static}) ],
+                                 'Retry-After' => $K{static}) ],
      'static', 'r1', 'DELETE',
      429, { code => 'rate_limited' });
 
@@ -182,13 +180,9 @@ for my $case (@cases) {
     my $key_line = $key eq 'file' ? 'tavus_api_key_file %%PREFIX%%/api.key;'
                                   : "tavus_api_key $K{$key};";
 
-    push @locations, <<"LOCATION";
-        location ~ ^/$name/replicas/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass http://127.0.0.1:%%PORT_$name%%;
-            $key_line
-        }
-LOCATION
+    push @locations, delete_location("$name/replicas",
+                                     "tavus_pass http://127.0.0.1:%%PORT_$name%%;",
+                                     $key_line);
 }
 
 # per-tenant keys from a map, a dry run: their own mocks
@@ -207,6 +201,21 @@ my $gw = $t->port('gw');
 
 # the mock's own logs: see below
 my $mock_tavus = $t->mock_tavus(name => 'tavus', key => $K{static});
+
+# TLS upstreams: location => [ the mock's port, tavus_ssl_name, the CA
+# trusted ]
+
+my @tls_locations = map {
+    my ($name, $port, $sni, $ca) = @$_;
+    delete_location("$name/replicas",
+                    "tavus_pass https://127.0.0.1:%%PORT_$port%%;",
+                    $sni ? "tavus_ssl_name $sni;" : '',
+                    "tavus_ssl_trusted_certificate $pki->{$ca};",
+                    "tavus_api_key $K{static};");
+} [ tls_ok => 'tlsmock_ok', 'tavusapi.com', 'ca.crt' ],
+  [ tls_untrusted => 'tlsmock_untrusted', 'tavusapi.com', 'rogue-ca.crt' ],
+  [ tls_wrong_name => 'tlsmock_name', 'wrong.example', 'ca.crt' ],
+  [ tls_plain => 'plainmock', undef, 'ca.crt' ];
 
 $t->run($mock_tavus . <<"HTTP");
     log_format audit escape=json '{"uri":"\$request_uri",'
@@ -294,36 +303,7 @@ $t->run($mock_tavus . <<"HTTP");
             tavus_dry_run on;
         }
 
-        location ~ ^/tls_ok/replicas/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass https://127.0.0.1:%%PORT_tlsmock_ok%%;
-            tavus_ssl_name tavusapi.com;
-            tavus_ssl_trusted_certificate $pki->{'ca.crt'};
-            tavus_api_key $K{static};
-        }
-
-        location ~ ^/tls_untrusted/replicas/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass https://127.0.0.1:%%PORT_tlsmock_untrusted%%;
-            tavus_ssl_name tavusapi.com;
-            tavus_ssl_trusted_certificate $pki->{'rogue-ca.crt'};
-            tavus_api_key $K{static};
-        }
-
-        location ~ ^/tls_wrong_name/replicas/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass https://127.0.0.1:%%PORT_tlsmock_name%%;
-            tavus_ssl_name wrong.example;
-            tavus_ssl_trusted_certificate $pki->{'ca.crt'};
-            tavus_api_key $K{static};
-        }
-
-        location ~ ^/tls_plain/replicas/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass https://127.0.0.1:%%PORT_plainmock%%;
-            tavus_ssl_trusted_certificate $pki->{'ca.crt'};
-            tavus_api_key $K{static};
-        }
+@tls_locations
     }
 HTTP
 

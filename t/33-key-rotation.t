@@ -12,9 +12,8 @@ use Test::More;
 use POSIX ();
 use Time::HiRes ();
 use TavusTest qw(reply);
-use TavusProm;
 
-my $t = TavusProm::Harness->new(worker_processes => 2)->require_module;
+my $t = TavusTest->new(worker_processes => 2)->require_module;
 
 plan skip_all => 'a reload needs a master process (TAVUS_MASTER=off)'
     unless $t->master;
@@ -106,16 +105,14 @@ sub answered {
     return $n;
 }
 
+# within the clients' time
+
 sub wait_for {
-    my ($what, $test) = @_;
-    while (!$test->()) {
-        return 0 if Time::HiRes::time() > $deadline;
-        Time::HiRes::sleep(0.01);
-    }
-    return 1;
+    my ($test) = @_;
+    return $t->wait_for($test, timeout => $deadline - Time::HiRes::time());
 }
 
-ok(wait_for('load', sub { answered() >= 100 }), 'load runs before the reload');
+ok(wait_for(sub { answered() >= 100 }), 'load runs before the reload');
 
 $t->write_file('api.key', "$NEW\n");
 chmod 0600, $key;
@@ -124,7 +121,7 @@ my @new = $t->reload;
 ok(@new, 'reload: new workers run, old ones exited');
 
 my $before = answered();
-ok(wait_for('more load', sub { answered() >= $before + 100 }),
+ok(wait_for(sub { answered() >= $before + 100 }),
    'load goes on after the reload');
 
 $t->write_file('stop', '');

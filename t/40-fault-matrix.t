@@ -1,11 +1,11 @@
 #!/usr/bin/perl
 
-# The upstream fault matrix (issue 6, point 4): answers split to single
-# bytes, at and around tavus_buffer_size, with impossible lengths, broken
-# chunked framing, truncated, in HTML, after 1xx interim answers, reset in
-# the middle, never sent; and a client that goes away while the upstream
-# is slow.  Each case expects a defined JSON answer, and the harness fails
-# the run on any [alert], [crit] or [emerg] in the error log.
+# The upstream fault matrix (docs/reliability.md): answers split to
+# single bytes, at and around tavus_buffer_size, with impossible lengths,
+# broken chunked framing, truncated, in HTML, after 1xx interim answers,
+# reset in the middle, never sent; and a client that goes away while the
+# upstream is slow.  Each case expects a defined JSON answer, and the
+# harness fails the run on any [alert], [crit] or [emerg] in the error log.
 #
 # Every case has its own upstream{} group with keepalive and a raw mock
 # whose second answer is a good one: the second request must get it, on
@@ -25,10 +25,8 @@ use lib 't/lib';
 use Test::More;
 use JSON::PP;
 use IO::Socket::INET ();
-use IO::Select ();
-use POSIX ();
 use Time::HiRes ();
-use TavusTest qw(reply);
+use TavusTest qw(reply delete_location upstream_group);
 
 my $t = TavusTest->new->require_module;
 
@@ -218,42 +216,28 @@ for my $case (@cases) {
     $mock{$name} = $t->raw_mock(port => $t->port($name),
                                 script => [ $entry, [ $ok ] ]);
 
-    push @upstreams, <<"UPSTREAM";
-    upstream fm_$name {
-        server 127.0.0.1:%%PORT_$name%%;
-        keepalive 2;
-    }
-UPSTREAM
-
-    $settings //= '';
-
-    push @locations, <<"LOCATION";
-        location ~ ^/$name/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass http://fm_$name;
-            $settings
-        }
-LOCATION
+    push @upstreams, upstream_group("fm_$name", [ "127.0.0.1:%%PORT_$name%%" ],
+                                    'keepalive 2;');
+    push @locations, delete_location($name, "tavus_pass http://fm_$name;",
+                                     $settings // '');
 }
 
-# the slow upstream of the client-abort cases: answers after 3 seconds
-# and records when the request came and whether and when nginx closed
+# the slow upstream of the client-abort cases: answers after 3 seconds,
+# and records when nginx closes the connection before that (event eof)
 
 my $delay = 3 * $SLOW;
-my $slow = SlowMock->new(port => $t->port('slow'), dir => $t->prefix
-                         . '/slow', delay => $delay);
+my $slow = $t->raw_mock(port => $t->port('slow'),
+                        script => [ [ { wait => $delay }, $ok ] ]);
 my $slow_timeout = int($delay + 10);
+
+push @upstreams, upstream_group('fm_slow', [ '127.0.0.1:%%PORT_slow%%' ],
+                                'keepalive 2;');
 
 $t->run(<<"HTTP");
     log_format fault '\$request_uri \$status outcome=\$tavus_outcome'
                      ' upstream=\$upstream_status';
 
 @upstreams
-
-    upstream fm_slow {
-        server 127.0.0.1:%%PORT_slow%%;
-        keepalive 2;
-    }
 
     server {
         listen 127.0.0.1:%%PORT_gw%%;
@@ -312,7 +296,7 @@ for my $n (1 .. 2) {
     syswrite $c, "DELETE /slow/a$n HTTP/1.1\r\nHost: localhost\r\n"
                  . "Connection: close\r\n\r\n";
 
-    ok($slow->wait_for("request-$n", 5 * $SLOW),
+    ok($slow->wait_for(request => $n, 5 * $SLOW),
        "client abort $n: the request reached the upstream");
 
     Time::HiRes::sleep(0.2);
@@ -320,10 +304,10 @@ for my $n (1 .. 2) {
 }
 
 for my $n (1 .. 2) {
-    my $eof = $slow->wait_for("eof-$n", 2 * $SLOW);
+    my $eof = $slow->wait_for(eof => $n, 2 * $SLOW);
     ok($eof, "client abort $n: nginx closed the upstream connection")
-        or diag($slow->log);
-    ok(!$slow->seen("answered-$n"),
+        or diag('slow mock: ' . $slow->events);
+    ok(!$slow->seen(answered => $n),
        "client abort $n: before the upstream answered");
 }
 
@@ -345,178 +329,5 @@ is(scalar(grep { m{^/slow/} } @log), 3, 'client aborts: no retry');
 
 unlike($t->error_log, qr/\Q$KEY\E/, 'no key in the error log');
 
-$slow->stop;
-
 done_testing;
 
-
-# A raw upstream that reads a request, waits, then answers 200 with the
-# replica id of the request; it records in files request-N, eof-N (the
-# peer closed before the answer) and answered-N, N counting connections.
-
-package SlowMock;
-
-use strict;
-use warnings;
-
-use IO::Socket::INET ();
-use IO::Select ();
-use POSIX ();
-use Time::HiRes ();
-
-sub new {
-    my ($class, %a) = @_;
-
-    my $self = bless { %a, owner => $$ }, $class;
-
-    mkdir $self->{dir} or die "mkdir $self->{dir}: $!";
-
-    my $listen = IO::Socket::INET->new(
-        LocalAddr => '127.0.0.1',
-        LocalPort => $self->{port},
-        Proto     => 'tcp',
-        Listen    => 16,
-        ReuseAddr => 1,
-    ) or die "slow mock: cannot listen on $self->{port}: $!";
-
-    my $pid = fork() // die "fork: $!";
-
-    if ($pid == 0) {
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>', '/dev/null';
-        open STDERR, '>>', "$self->{dir}/errors";
-        setpgrp(0, 0);
-        $SIG{CHLD} = 'IGNORE';
-        $SIG{PIPE} = 'IGNORE';
-
-        my $parent = getppid();
-        my $n = 0;
-
-        while (getppid() == $parent) {
-            next unless IO::Select->new($listen)->can_read(1);
-            my $c = $listen->accept or next;
-            $n++;
-
-            my $child = fork();
-            if (defined $child && $child == 0) {
-                close $listen;
-                $self->_connection($c, $n);
-                POSIX::_exit(0);
-            }
-
-            close $c;
-        }
-
-        POSIX::_exit(0);
-    }
-
-    close $listen;
-    $self->{pid} = $pid;
-
-    return $self;
-}
-
-sub _mark {
-    my ($self, $name, $text) = @_;
-
-    open my $fh, '>', "$self->{dir}/$name.tmp" or return;
-    print $fh $text // sprintf('%.3f', Time::HiRes::time());
-    close $fh;
-    rename "$self->{dir}/$name.tmp", "$self->{dir}/$name";
-}
-
-sub _connection {
-    my ($self, $c, $n) = @_;
-
-    my $sel = IO::Select->new($c);
-
-    while (1) {
-        my $buf = '';
-
-        while (index($buf, "\r\n\r\n") < 0) {
-            return unless $sel->can_read(30);
-            my $got = sysread($c, my $chunk, 4096);
-            return $self->_mark("closed-$n") unless $got;
-            $buf .= $chunk;
-        }
-
-        my ($id) = $buf =~ m{^DELETE /v2/replicas/([^ ?]*)};
-        $self->_mark("request-$n", $id // '');
-
-        # wait; a readable socket now is the peer closing (nginx sends
-        # nothing else before it has the answer)
-
-        my $deadline = Time::HiRes::time() + $self->{delay};
-
-        while ((my $left = $deadline - Time::HiRes::time()) > 0) {
-            next unless $sel->can_read($left);
-            my $got = sysread($c, my $chunk, 4096);
-            unless ($got) {
-                $self->_mark("eof-$n");
-                return;
-            }
-        }
-
-        my $body = '{"message":"Replica deleted successfully"}';
-        my $answer = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                     . 'Content-Length: ' . length($body) . "\r\n\r\n$body";
-
-        return unless syswrite($c, $answer);
-        $self->_mark("answered-$n");
-    }
-}
-
-sub seen {
-    my ($self, $name) = @_;
-    return -e "$self->{dir}/$name";
-}
-
-sub wait_for {
-    my ($self, $name, $timeout) = @_;
-
-    my $deadline = Time::HiRes::time() + $timeout;
-
-    until ($self->seen($name)) {
-        return 0 if Time::HiRes::time() > $deadline;
-        Time::HiRes::sleep(0.02);
-    }
-
-    return 1;
-}
-
-sub connections {
-    my ($self) = @_;
-
-    opendir my $dh, $self->{dir} or return 0;
-    my $n = grep { /^(?:request|closed)-\d+$/ } readdir $dh;
-    closedir $dh;
-
-    return $n;
-}
-
-sub log {
-    my ($self) = @_;
-
-    opendir my $dh, $self->{dir} or return '';
-    my @f = sort grep { !/^\./ } readdir $dh;
-    closedir $dh;
-
-    return 'slow mock: ' . join(' ', @f);
-}
-
-sub stop {
-    my ($self) = @_;
-
-    return unless $$ == $self->{owner} && $self->{pid};
-
-    my $pid = delete $self->{pid};
-    kill 'KILL', -$pid;
-    kill 'KILL', $pid;
-    waitpid($pid, 0);
-}
-
-sub DESTROY {
-    my ($self) = @_;
-    local ($?, $@, $!);
-    $self->stop;
-}

@@ -20,8 +20,20 @@ use FindBin ();
 use Cwd ();
 
 my $top = Cwd::abs_path("$FindBin::Bin/..");
-my $src = $ENV{NGX_SRC} // '/usr/share/nginx/src';
 my $objs = "$top/build/nginx/objs";
+
+# the build facts of the Makefile: the include paths (absolute) and the
+# pure sources (relative to the top)
+
+sub make_print {
+    my ($var) = @_;
+    my $v = qx{make -s --no-print-directory -C '$top' print-$var};
+    die "make print-$var failed\n" if $? || $v !~ /\S/;
+    return split ' ', $v;
+}
+
+my @incs = make_print('NGX_INCS');
+my @pure = map { "$top/$_" } make_print('PURE');
 
 unless (-f "$objs/ngx_auto_config.h") {
     print "Bail out! $objs/ngx_auto_config.h is missing: run the suite with"
@@ -43,16 +55,11 @@ ok(scalar @harnesses >= 3, 'the harnesses: ' . join(' ', @harnesses));
 for my $h (@harnesses) {
     my $bin = "$dir/$h";
 
-    my @cmd = ($cc, qw(-g -O1 -fsanitize=address,undefined
-                       -fno-sanitize-recover=all -fno-omit-frame-pointer
-                       -Wno-unused-function),
-               "-I$top/ngx_tavus_module", "-I$top/fuzz", "-I$objs",
-               map({ "-I$src/src/$_" }
-                   qw(core event event/modules event/quic os/unix http
-                      http/modules http/v2 http/v3)),
+    my @cmd = ($cc, '-g', '-O1', '-fsanitize=address,undefined',
+               '-fno-sanitize-recover=all', '-fno-omit-frame-pointer',
+               '-Wno-unused-function', "-I$top/fuzz", @incs,
                '-o', $bin, "$top/fuzz/fuzz_$h.c", "$top/fuzz/regress_main.c",
-               "$top/ngx_tavus_module/ngx_http_tavus_validate.c",
-               "$top/ngx_tavus_module/ngx_http_tavus_json.c", '-lcjson');
+               @pure, '-lcjson');
 
     my $out = qx{@cmd 2>&1};
     ok($? == 0, "$h: built with $cc") or diag($out), next;

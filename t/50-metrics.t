@@ -1,7 +1,7 @@
 #!/usr/bin/perl
 
-# tavus_metrics (issue 9): counters in a shared memory zone, served in the
-# Prometheus text format.
+# tavus_metrics (docs/directives.md, the metrics module): counters in a shared
+# memory zone, served in the Prometheus text format.
 #
 #   1. the exposition parser of t/lib/TavusProm.pm finds what it must find
 #   2. a known mix of requests over fresh connections to two workers
@@ -97,7 +97,7 @@ my $HIS = 'tavus_upstream_response_seconds';
 ###############################################################################
 # 2. a known mix of requests, two workers, three servers (labels)
 
-my $t = TavusProm::Harness->new(worker_processes => 2)->require_module;
+my $t = TavusTest->new(worker_processes => 2)->require_module;
 
 my ($gw, $gw2, $gw3) = map { $t->port($_) } qw(gw gw2 gw3);
 $t->port('closed');           # nothing listens there: connection refused
@@ -266,6 +266,20 @@ $classes{''}    = { '2xx' => 1 };
 
 my %timed = (alpha => 12 + 3 + 2 + 1, beta => 11 + 1, $ODD => 1, '' => 1);
 
+# the metrics page, parsed: (the metrics, what is wrong with the text)
+
+sub scrape {
+    return TavusProm::parse($t->http(port => $gw, path => '/metrics')->{body});
+}
+
+# tavus_requests_total of a label, an outcome and a hard flag (false)
+
+sub requests_total {
+    my ($m, $label, $outcome, $hard) = @_;
+    return TavusProm::value($m, $REQ, { label => $label, outcome => $outcome,
+                                        hard => $hard // 'false' });
+}
+
 # without autovivification: %want is compared as a whole below
 
 sub want {
@@ -333,11 +347,9 @@ is(scalar(grep { $_->{name} eq $REQ } @{ $m->{samples} }),
    scalar(keys %want) * @OUTCOMES * 2, "$REQ: outcome x hard for each label");
 is(join("\n", @wrong), '', "$REQ: every count exact");
 
-is(TavusProm::value($m, $REQ, { label => 'alpha', outcome => 'deleted',
-                                hard => 'false' }), 12,
+is(requests_total($m, 'alpha', 'deleted'), 12,
    "$REQ: alpha deleted false is 12");
-is(TavusProm::value($m, $REQ, { label => 'beta', outcome => 'deleted',
-                                hard => 'true' }), 6,
+is(requests_total($m, 'beta', 'deleted', 'true'), 6,
    "$REQ: beta deleted true is 6");
 
 # upstream classes
@@ -354,8 +366,8 @@ for my $label (sort keys %want) {
 # the histogram, against the plan and against the access log: the same
 # milliseconds nginx logs as $upstream_response_time
 
-my @log = map { { map { split /=/, $_, 2 } split / / } }
-          grep { !/outcome=- / } split /\n/, $t->read_file('gw.access.log');
+my @log = grep { ($_->{outcome} // '') ne '-' }
+          $t->log_entries('gw.access.log');
 
 is(scalar @log, scalar @requests, 'access log: a line a request');
 
@@ -400,6 +412,9 @@ for my $label (sort keys %want) {
 
     is("@got", "@exp", "$HIS \"$name\": every bucket holds the logged times");
     is(scalar @got, 12, "$HIS \"$name\": 11 bounds and +Inf");
+    is(join(' ', map { (split /=/)[0] } @got),
+       '0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 10 +Inf',
+       "$HIS \"$name\": the bounds in seconds, written as Prometheus' own");
 }
 
 # the slow answers (30 ms) are above 0.025 s, the timeout (300 ms) is
@@ -413,12 +428,12 @@ sub bucket {
 
 cmp_ok(bucket($m, 'beta', '+Inf') - bucket($m, 'beta', '0.025'), '>=', 2,
        "$HIS beta: the two slow answers above 0.025 s");
-is(bucket($m, 'alpha', '0.500') - bucket($m, 'alpha', '0.250'), 1,
+is(bucket($m, 'alpha', '0.5') - bucket($m, 'alpha', '0.25'), 1,
    "$HIS alpha: the timeout in the 0.5 s bucket");
 
 # a scrape is not a request of the module: no change
 
-my ($m2) = TavusProm::parse($t->http(port => $gw, path => '/metrics')->{body});
+my ($m2) = scrape();
 is_deeply(TavusProm::snapshot($m2), TavusProm::snapshot($m),
           'a second scrape reads the same');
 
@@ -444,8 +459,7 @@ SKIP: {
     ok($pid && !$old{$pid} && grep({ $_ == $pid } @new),
        'reload: a new worker answers') or diag("pid $pid");
 
-    my $after = $t->http(port => $gw, path => '/metrics');
-    my ($m3, @e3) = TavusProm::parse($after->{body});
+    my ($m3, @e3) = scrape();
     is("@e3", '', 'reload: the exposition parses');
     is_deeply(TavusProm::snapshot($m3), TavusProm::snapshot($m),
               'reload: every value as before');
@@ -460,13 +474,10 @@ SKIP: {
     is($t->http(port => $gw2, method => 'DELETE', path => '/dry/r1')->{status},
        200, 'after reload: a dry run');
 
-    ($m3) = TavusProm::parse($t->http(port => $gw,
-                                      path => '/metrics')->{body});
-    is(TavusProm::value($m3, $REQ, { label => 'alpha', outcome => 'deleted',
-                                     hard => 'false' }), 14,
+    ($m3) = scrape();
+    is(requests_total($m3, 'alpha', 'deleted'), 14,
        'after reload: alpha deleted 12 + 2');
-    is(TavusProm::value($m3, $REQ, { label => 'beta', outcome => 'dry_run',
-                                     hard => 'false' }), 3,
+    is(requests_total($m3, 'beta', 'dry_run'), 3,
        'after reload: beta dry_run 2 + 1');
     is(TavusProm::value($m3, "${HIS}_count", { label => 'alpha' })
        - TavusProm::value($m, "${HIS}_count", { label => 'alpha' }), 2,
@@ -482,17 +493,14 @@ SKIP: {
     is(scalar @new, $t->workers, 'reload with a new size: new workers')
         or diag($t->error_log);
 
-    my $fresh = $t->http(port => $gw, path => '/metrics');
-    my ($m4, @e4) = TavusProm::parse($fresh->{body});
+    my ($m4, @e4) = scrape();
     is("@e4", '', 'new size: the exposition parses');
     is(scalar @{ $m4->{samples} }, 0, 'new size: no series yet');
 
     is($t->http(port => $gw, method => 'DELETE', path => '/a/rc1')->{status},
        200, 'new size: a delete');
-    ($m4) = TavusProm::parse($t->http(port => $gw,
-                                      path => '/metrics')->{body});
-    is(TavusProm::value($m4, $REQ, { label => 'alpha', outcome => 'deleted',
-                                     hard => 'false' }), 1,
+    ($m4) = scrape();
+    is(requests_total($m4, 'alpha', 'deleted'), 1,
        'new size: counted from zero');
 }
 
@@ -560,10 +568,7 @@ my @present = TavusProm::label_values($m, $REQ, 'label');
 my $S = @present;
 ok($S > 0 && $S < $N, "small zone: some labels counted, not all ($S)");
 is("@present", "@labels[0 .. $S - 1]", 'small zone: the first ones, in order');
-is(join(' ', map { TavusProm::value($m, $REQ, { label => $_,
-                                                outcome => 'deleted',
-                                                hard => 'false' }) // 0 }
-             @present),
+is(join(' ', map { requests_total($m, $_, 'deleted') // 0 } @present),
    join(' ', (1) x $S), 'small zone: each counted once');
 
 my @nomem = grep { /no memory.*requests with new labels are not counted/ }
@@ -579,9 +584,8 @@ $t->http(port => $gw, method => 'DELETE', path => "/l/rd1?l=$labels[0]");
 $t->http(port => $gw, method => 'DELETE', path => "/l/rd2?l=$labels[-1]");
 $t->http(port => $gw, method => 'DELETE', path => '/l/rd3?l=Lnew');
 
-($m) = TavusProm::parse($t->http(port => $gw, path => '/metrics')->{body});
-is(TavusProm::value($m, $REQ, { label => $labels[0], outcome => 'deleted',
-                                hard => 'false' }), 2,
+($m) = scrape();
+is(requests_total($m, $labels[0], 'deleted'), 2,
    'small zone: an existing label counts on');
 my @now = TavusProm::label_values($m, $REQ, 'label');
 is(scalar @now, $S,

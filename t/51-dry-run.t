@@ -1,6 +1,7 @@
 #!/usr/bin/perl
 
-# tavus_dry_run (issue 9, item 2): every check runs (validation, nginx's
+# tavus_dry_run (docs/directives.md, docs/decisions.md, "Checks run in a
+# fixed order"): every check runs (validation, nginx's
 # own authentication, hard-delete policy, key selection), no upstream
 # call is made, the client gets 200 {"replica_id":...,"deleted":false,
 # "dry_run":true,"hard":...}; $tavus_outcome is dry_run and the metrics
@@ -42,12 +43,13 @@ $t->run(<<'HTTP');
         default   "";
     }
 
+    # both servers
+    tavus_pass http://127.0.0.1:%%PORT_up%%;
+    tavus_api_key dry-Static_1;
+
     server {
         listen 127.0.0.1:%%PORT_gw%%;
         access_log %%PREFIX%%/dry.access.log dry;
-
-        tavus_pass http://127.0.0.1:%%PORT_up%%;
-        tavus_api_key dry-Static_1;
         tavus_metrics_label dry;
 
         location = /metrics {
@@ -96,9 +98,6 @@ $t->run(<<'HTTP');
     server {
         listen 127.0.0.1:%%PORT_gw2%%;
         access_log %%PREFIX%%/dry.access.log dry;
-
-        tavus_pass http://127.0.0.1:%%PORT_up%%;
-        tavus_api_key dry-Static_1;
         tavus_metrics_label inherit;
         tavus_dry_run on;
 
@@ -273,8 +272,7 @@ is(join(' ', map { m{^DELETE /v2/replicas/(\S+) } ? $1 : '?' }
 # $tavus_outcome, $tavus_hard, the replica id and the key fingerprint in
 # the access log
 
-my @log = map { { map { split /=/, $_, 2 } split / / } }
-          split /\n/, $t->read_file('dry.access.log');
+my @log = $t->log_entries('dry.access.log');
 
 my %by_uri = map { $_->{uri} => $_ } @log;
 

@@ -39,12 +39,11 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use JSON::PP;
-use POSIX ();
-use Time::HiRes ();
 use Cwd ();
 use TavusTest;
+use TavusConf ();
 use TavusTLS ();
-use TavusAuth qw(make_pki htpasswd basic https json_lines fingerprint);
+use TavusAuth qw(make_pki htpasswd basic json_lines fingerprint);
 
 my $t = TavusTest->new->require_module;
 my $p = $t->prefix;
@@ -138,39 +137,17 @@ done_testing;
 sub adapt {
     my ($name, $text, %o) = @_;
 
-    # 1. comments: whole lines, and after the end of a directive or brace
-    $text =~ s/^\s*#.*\n//mg;
-    $text =~ s/([;{}])[ \t]*#.*$/$1/mg;
+    # 1 to 3
+    my %rules = (comments => 1, listen => 'listen', paths => \&example_path);
 
-    # 2. listen
-    my $n = 0;
-    $text =~ s{^(\s*)listen\s+([^;]*);}{
-        my ($indent, $args) = ($1, $2);
-        $n++;
-        "${indent}listen 127.0.0.1:%%PORT_listen$n%%"
-        . ($args =~ /(?:^|\s)ssl(?:\s|$)/ ? ' ssl' : '') . ';'
-    }mge;
+    # 4 and 5
+    %rules = (%rules, upstream_servers => \&mock_server,
+              resolver => '127.0.0.1:%%PORT_dns%%')
+        unless $o{only_paths};
 
-    # 3. paths
-    $text =~ s{(?<![\w.%/-])/(?:etc|var/log)/(?:[^\s;"'/]+/)*([^\s;"'/]+)}
-              {%%PREFIX%%/$1}g;
+    $text = TavusConf::adapt($text, %rules);
 
     return $text if $o{only_paths};
-
-    # 4. upstream servers
-    $text =~ s#(\bupstream\s+(\S+)\s*\{)([^\}]*)\}#
-        my ($head, $group, $body) = ($1, $2, $3);
-        (my $port = "up_$group") =~ s/\W/_/g;
-        $body =~ s/^(\s*)server\s+[^\s;]+/$1server 127.0.0.1:%%PORT_$port%%/mg;
-        "$head$body}"
-    #ge;
-
-    # 5. resolver
-    $text =~ s{^(\s*)resolver\s+([^;]*);}{
-        my ($indent, $args) = ($1, $2);
-        "${indent}resolver 127.0.0.1:%%PORT_dns%%"
-        . join('', map { " $_" } grep { /=/ } split ' ', $args) . ';'
-    }mge;
 
     # 6. this example's own
     for my $rule (@{ $EXTRA{$name} // [] }) {
@@ -186,18 +163,34 @@ sub adapt {
     return $text;
 }
 
+# rule 3: /etc/... and /var/log/... become a file of the prefix
+
+sub example_path {
+    my ($directive, $arg) = @_;
+    return $arg =~ m{^/(?:etc|var/log)/(?:[^\s;"'/]+/)*([^\s;"'/]+)$}
+           ? "%%PREFIX%%/$1" : $arg;
+}
+
+# rule 4: the mock of the group
+
+sub mock_server {
+    my ($group) = @_;
+    (my $port = "up_$group") =~ s/\W/_/g;
+    return "127.0.0.1:%%PORT_$port%%";
+}
+
 sub cp {
     my ($from, $to) = @_;
     $t->write_file($to, $t->read_file($from));
 }
 
-# requests to the example: plain (harness) or HTTPS (curl, TavusAuth)
+# requests to the example: plain or HTTPS (the harness's http, https)
 
 sub req {
     my (%a) = @_;
 
     if (delete $a{tls}) {
-        return https($t, cacert => $pki->{'ca.crt'}, %a);
+        return $t->https(cacert => $pki->{'ca.crt'}, %a);
     }
 
     return $t->http(%a);
@@ -381,7 +374,7 @@ sub smoke_keepalive {
 sub smoke_resolver {
     my ($name, $conf) = @_;
 
-    my $dnsmasq = start_dnsmasq();
+    my $dns = $t->dnsmasq(args => [ '--address=/tavusapi.com/127.0.0.1' ]);
 
     $t->run($mock_tavus . $conf);
 
@@ -392,11 +385,10 @@ sub smoke_resolver {
 
     my @tls = TavusTLS::tls_log($t, 'tavus');
     is($tls[0]{sni} // '', 'tavusapi.com', "$name: SNI tavusapi.com");
-    like($t->read_file('dnsmasq.log'), qr/query\[A\] tavusapi\.com /,
+    like($dns->log, qr/query\[A\] tavusapi\.com /,
          "$name: nginx asked the resolver for tavusapi.com");
 
     $t->stop;
-    stop_dnsmasq($dnsmasq);
 }
 
 # audit log and metrics, callers with client certificates
@@ -423,13 +415,8 @@ sub smoke_audit {
 
     # nginx writes the access log after the answer is sent: poll for it
 
-    my @audit = json_lines($t, 'tavus-audit.log');
-
-    for (1 .. 500) {
-        last if @audit >= 2;
-        select(undef, undef, undef, 0.01);
-        @audit = json_lines($t, 'tavus-audit.log');
-    }
+    my @audit;
+    $t->wait_for(sub { (@audit = json_lines($t, 'tavus-audit.log')) >= 2 });
 
     is(scalar @audit, 2, "$name: two audit lines (not the refused"
                          . ' handshake)');
@@ -458,80 +445,4 @@ sub smoke_audit {
        "$name: the delete counted, labelled by server name");
 
     $t->stop;
-}
-
-###############################################################################
-# dnsmasq for the resolver example
-
-sub start_dnsmasq {
-    my $bin = '/usr/sbin/dnsmasq';
-    BAIL_OUT("no $bin: apt-get install dnsmasq-base") unless -x $bin;
-
-    my $port = $t->port('dns');
-    my $user = getpwuid($>) // 'root';
-
-    my $pid = fork() // die "fork: $!";
-
-    if ($pid == 0) {
-        setpgrp(0, 0);
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>>', "$p/dnsmasq.log";
-        open STDERR, '>&', \*STDOUT;
-        exec $bin, '--keep-in-foreground', '--conf-file=/dev/null',
-             "--port=$port", '--listen-address=127.0.0.1',
-             '--bind-interfaces', '--no-resolv', '--no-hosts',
-             '--address=/tavusapi.com/127.0.0.1', "--user=$user",
-             "--pid-file=$p/dnsmasq.pid", '--log-queries',
-             '--log-facility=-'
-            or POSIX::_exit(127);
-    }
-
-    # a watchdog: no dnsmasq left if this test dies
-    my $parent = $$;
-    my $wd = fork() // die "fork: $!";
-
-    if ($wd == 0) {
-        $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP PIPE);
-        open STDIN, '<', '/dev/null';
-        open STDOUT, '>', '/dev/null';
-        open STDERR, '>', '/dev/null';
-        Time::HiRes::sleep(0.2) while getppid() == $parent;
-        kill 'KILL', -$pid, $pid;
-        POSIX::_exit(0);
-    }
-
-    # ready when its UDP socket is bound
-    my $hex = sprintf '0100007F:%04X', $port;
-    my $deadline = Time::HiRes::time() + 5;
-
-    until ($t->read_file('/proc/net/udp') =~ /\s\Q$hex\E\s/) {
-        if (waitpid($pid, POSIX::WNOHANG()) == $pid
-            || Time::HiRes::time() > $deadline)
-        {
-            kill 'KILL', $wd;
-            kill 'KILL', -$pid, $pid;
-            die "dnsmasq does not start:\n" . $t->read_file('dnsmasq.log');
-        }
-        Time::HiRes::sleep(0.02);
-    }
-
-    return [ $pid, $wd ];
-}
-
-sub stop_dnsmasq {
-    my ($pid, $wd) = @{ $_[0] };
-
-    kill 'TERM', $pid;
-    my $deadline = Time::HiRes::time() + 5;
-    while (waitpid($pid, POSIX::WNOHANG()) != $pid) {
-        if (Time::HiRes::time() > $deadline) {
-            kill 'KILL', -$pid, $pid;
-            waitpid($pid, 0);
-            last;
-        }
-        Time::HiRes::sleep(0.01);
-    }
-
-    kill 'KILL', $wd;
-    waitpid($wd, 0);
 }

@@ -3,12 +3,15 @@
 # The documentation against the source and against nginx:
 #
 #   - every directive of the module is documented in docs/directives.md,
-#     as a `### name` heading or a `Syntax: ... name` line, with Syntax,
-#     Default and Context, and the Context is the one the source allows;
+#     under a `### name` heading or one whose `Syntax:` line names it,
+#     with Syntax, Default and Context, and the Context is the one the
+#     source allows;
 #     every `### tavus_*` heading there is a directive that exists;
 #   - every variable of the module appears there as `$name`;
 #   - every ```nginx block of README.md and docs/*.md whose first line is
-#     `# complete example` is a whole nginx.conf that passes `nginx -t`.
+#     `# complete example` is a whole nginx.conf that passes `nginx -t`,
+#     and every `# complete example` line of those files starts such a
+#     block.
 #
 # Directives are read from the source: the ngx_string("tavus_...") names
 # inside the ngx_command_t arrays of ngx_tavus_module/*.c (the same
@@ -56,6 +59,7 @@ use Test::More;
 use POSIX ();
 use Cwd ();
 use TavusTest;
+use TavusConf ();
 use TavusAuth qw(make_pki);
 
 my $t = TavusTest->new->require_module;
@@ -114,16 +118,14 @@ while ($ref =~ /^###\s+`?(\w+)`?\s*\n(.*?)(?=^#{1,3}\s|\z)/msg) {
 }
 
 for my $name (sort keys %directives) {
-    my $text = $section{$name};
 
-    if (!defined $text) {
-        # documented on a Syntax line of another heading (a group)
-        my ($line) = $ref =~ /^(Syntax:.*\b\Q$name\E\b.*)$/m;
-        ok(defined $line, "$name is documented") or next;
-        next;
-    }
+    # its own section, or the section whose Syntax line names it (a group
+    # of directives under one heading)
+    my $text = $section{$name} // (map { $section{$_} }
+        grep { $section{$_} =~ /^Syntax:.*\b\Q$name\E\b/m }
+        sort keys %section)[0];
 
-    pass("$name is documented");
+    ok(defined $text, "$name is documented") or next;
 
     like($text, qr/^Syntax:.*\b\Q$name\E\b/m, "$name: Syntax");
     like($text, qr/^Default:/m, "$name: Default");
@@ -152,10 +154,18 @@ mkdir "$p/files" or die "mkdir: $!";
 my @docs = ('README.md', sort glob 'docs/*.md');
 ok(-f 'README.md', 'README.md exists');
 
+# every "# complete example" line of a document starts a block that is
+# checked: a block the fence parser below missed (an indented fence,
+# "``` nginx") or a marker outside a block is a failure, as is a
+# document set without any
+
 my $blocks = 0;
+my $marked = 0;
 
 for my $doc (@docs) {
-    my @lines = split /\n/, $t->read_file(Cwd::abs_path('.') . "/$doc");
+    my $text = $t->read_file(Cwd::abs_path('.') . "/$doc");
+    my @lines = split /\n/, $text;
+    my $checked = 0;
 
     for (my $i = 0; $i < @lines; $i++) {
         next unless $lines[$i] =~ /^```nginx\s*$/;
@@ -166,12 +176,20 @@ for my $doc (@docs) {
 
         next unless @block && $block[0] =~ /^#\s*complete example\s*$/;
 
-        $blocks++;
+        $checked++;
         check_block("$doc:$start", join("\n", @block) . "\n");
     }
+
+    my $markers = () = $text =~ /^\s*#\s*complete example\s*$/mg;
+    is($checked, $markers, "$doc: each of its $markers \"# complete example\""
+                           . ' blocks checked');
+
+    $blocks += $checked;
+    $marked += $markers;
 }
 
-cmp_ok($blocks, '>=', 1, "complete examples found: $blocks");
+ok($blocks > 0 && $blocks == $marked,
+   "complete examples checked: $blocks of $marked");
 
 done_testing;
 
@@ -211,45 +229,15 @@ sub numbered {
 sub adapt {
     my ($text) = @_;
 
-    my $module = $t->module;
-
-    # 1. the module (none to load into an nginx that has it built in);
-    # other modules as nginx's own prefix would find them
-    $text =~ s{^(\s*)load_module\s+\S*ngx_http_tavus_module\.so\s*;}
-              {$t->static ? "$1# built in" : "$1load_module $module;"}mge;
-    $text =~ s{^(\s*load_module\s+)(?=[^/\s])}{$1/usr/share/nginx/}mg;
-
-    # upstream{} group names (rule 4 keeps them)
-    my %groups = map { $_ => 1 } $text =~ /\bupstream\s+(\S+)\s*\{/g;
-
-    # 2 and 3. paths, directive by directive
-    $text =~ s{^(\s*)(\w+)([ \t]+)([^;{}\n]*)(;)}{
-        my ($indent, $name, $sp, $args, $end) = ($1, $2, $3, $4, $5);
-        $args =~ s/(\S+)/path_arg($name, $1)/ge;
-        "$indent$name$sp$args$end"
-    }mge;
-
-    # 4. names resolved at load
-    $text =~ s#(\bupstream\s+\S+\s*\{)([^\}]*)\}#
-        my ($head, $body) = ($1, $2);
-        $body =~ s/^(\s*server\s+)([^\s;:]+)/$1 . local_host($2)/mge;
-        "$head$body}"
-    #ge;
-
-    $text =~ s{^(\s*\w+_pass\s+\w+://)([^\s;:/\$]+)}{
-        $1 . ($groups{$2} ? $2 : local_host($2))
-    }mge;
-
-    # 5. temporary paths
-    $text =~ s{^(\s*http\s*\{)}{$1
-    client_body_temp_path $p/client_body_temp;
-    proxy_temp_path $p/proxy_temp;
-    fastcgi_temp_path $p/fastcgi_temp;
-    uwsgi_temp_path $p/uwsgi_temp;
-    scgi_temp_path $p/scgi_temp;
-}m;
-
-    return $text;
+    return TavusConf::adapt($text,
+        module => $t->static ? '' : $t->module,         # 1
+        paths => \&path_arg,                            # 2 and 3
+        upstream_servers => sub {                       # 4
+            my (undef, $address) = @_;
+            return $address =~ s/^([^\s;:]+)/local_host($1)/er;
+        },
+        pass_hosts => \&local_host,
+        temp_paths => $p);                              # 5
 }
 
 sub local_host {

@@ -1,9 +1,9 @@
 package TavusAuth;
 
 # Helpers for the authentication and key-hygiene tests (t/30-auth.t,
-# t/31-tenants.t, t/32-key-hygiene.t), on top of TavusTest.  Core Perl
-# only, plus the openssl and curl commands (Debian packages openssl and
-# curl, both in scripts/deps.sh).
+# t/31-tenants.t, t/32-key-hygiene.t), on top of TavusTest (whose client,
+# $t->http and $t->https, they use).  Core Perl only, plus the openssl
+# command (Debian package openssl, in scripts/deps.sh).
 #
 #     use TavusAuth qw(:all);
 #
@@ -17,12 +17,6 @@ package TavusAuth;
 #                                     an auth_basic_user_file made with
 #                                     `openssl passwd -SCHEME` (apr1, 5, 6)
 #   basic(USER, PASSWORD)             an Authorization header value
-#   http_from($t, from => ADDR, ...)  as $t->http, from a local address
-#                                     (127.0.0.2: all of 127/8 is loopback)
-#   https($t, port =>, method =>, path =>, cacert =>, cert =>, key =>)
-#                                     an HTTPS request made by curl, parsed
-#                                     like $t->http; curl's exit status in
-#                                     {curl_exit}, its stderr in {error}
 #   json_lines($t, FILE)              a JSON-lines log as a list of hashes
 #   fingerprint(KEY)                  first 16 hex digits of SHA-256
 #   files_under($t)                   every file in the prefix, relative
@@ -34,19 +28,16 @@ use warnings;
 
 use Exporter 'import';
 use Test::More ();
-use IO::Socket::INET ();
-use IO::Select ();
 use File::Find ();
 use Digest::SHA ();
 use MIME::Base64 ();
 use JSON::PP ();
 use POSIX ();
-use Time::HiRes ();
 
 use TavusTest ();
 
-our @EXPORT_OK = qw(openssl_cmd make_pki htpasswd basic http_from https
-                    json_lines fingerprint files_under leaks);
+our @EXPORT_OK = qw(openssl_cmd make_pki htpasswd basic json_lines
+                    fingerprint files_under leaks);
 our %EXPORT_TAGS = (all => \@EXPORT_OK);
 
 # runs a command with stdin from /dev/null; returns (exit status, output)
@@ -144,115 +135,6 @@ sub htpasswd {
 sub basic {
     my ($user, $password) = @_;
     return 'Basic ' . MIME::Base64::encode_base64("$user:$password", '');
-}
-
-# as TavusTest::http, but from a chosen local address
-
-sub http_from {
-    my ($t, %a) = @_;
-
-    my $from = delete $a{from} // '127.0.0.1';
-    my $port = $a{port} // die "http_from: no port";
-    my $timeout = $a{timeout} // 5;
-    my $method = $a{method} // 'GET';
-    my @h = @{ $a{headers} // [] };
-
-    my $req = "$method " . ($a{path} // '/') . " HTTP/1.1\r\n"
-              . "Host: localhost\r\nConnection: close\r\n";
-
-    while (my ($n, $v) = splice @h, 0, 2) {
-        $req .= "$n: $v\r\n";
-    }
-
-    $req .= "\r\n";
-
-    my $s = IO::Socket::INET->new(
-        PeerAddr  => '127.0.0.1',
-        PeerPort  => $port,
-        LocalAddr => $from,
-        Proto     => 'tcp',
-        Timeout   => $timeout,
-    ) or return { status => 0, headers => {}, body => '', raw => '',
-                  error => "cannot connect from $from: $!" };
-
-    local $SIG{PIPE} = 'IGNORE';
-    syswrite($s, $req);
-
-    my $raw = '';
-    my $sel = IO::Select->new($s);
-    my $deadline = Time::HiRes::time() + $timeout;
-
-    while ((my $left = $deadline - Time::HiRes::time()) > 0) {
-        last unless $sel->can_read($left);
-        my $n = sysread($s, my $buf, 65536);
-        last unless $n;
-        $raw .= $buf;
-    }
-
-    close $s;
-
-    my $r = TavusTest::_parse_response($raw);
-    $r->{request} = $req;
-    _check_json($t, $r);
-
-    return $r;
-}
-
-# the harness's check that every application/json body is valid JSON,
-# where the harness has it
-
-sub _check_json {
-    my ($t, $r) = @_;
-    local $Test::Builder::Level = $Test::Builder::Level + 1;
-    $t->_check_json_body($r) if $t->can('_check_json_body');
-}
-
-# an HTTPS request through curl (no TLS client in core Perl); --raw keeps
-# a chunked body as sent, which the harness's parser decodes
-
-sub https {
-    my ($t, %a) = @_;
-
-    my $port = $a{port} // die "https: no port";
-
-    my @cmd = ('curl', '--silent', '--show-error', '--include', '--raw',
-               '--http1.1', '--max-time', $a{timeout} // 5,
-               '--request', $a{method} // 'GET',
-               '--cacert', $a{cacert} // die "https: no cacert");
-
-    push @cmd, '--cert', $a{cert}, '--key', $a{key} if $a{cert};
-
-    my @h = @{ $a{headers} // [] };
-    while (my ($n, $v) = splice @h, 0, 2) {
-        push @cmd, '--header', "$n: $v";
-    }
-
-    push @cmd, '--resolve', "localhost:$port:127.0.0.1",
-               "https://localhost:$port" . ($a{path} // '/');
-
-    my $err = $t->prefix . '/curl.stderr';
-
-    my $pid = open(my $fh, '-|') // die "fork: $!";
-
-    if ($pid == 0) {
-        open STDIN, '<', '/dev/null';
-        open STDERR, '>', $err;
-        exec @cmd or POSIX::_exit(127);
-    }
-
-    binmode $fh;
-    local $/;
-    my $raw = <$fh> // '';
-    close $fh;
-
-    my $r = TavusTest::_parse_response($raw);
-    $r->{curl_exit} = $? >> 8;
-    $r->{error} = $t->read_file($err);
-    $r->{request} = ($a{method} // 'GET') . ' ' . ($a{path} // '/')
-                    . " HTTP/1.1\r\n";
-    _check_json($t, $r);
-
-    return $r;
 }
 
 # an access log written with escape=json, one object a line

@@ -1,8 +1,8 @@
 package TavusProm;
 
 # A strict parser of the Prometheus text exposition format (version
-# 0.0.4), for the tests of tavus_metrics, and a TavusTest subclass that
-# runs nginx with several workers and reloads it.
+# 0.0.4), for the tests of tavus_metrics.  (Several workers and reloads:
+# the harness, TavusTest->new(worker_processes => N) and $t->reload.)
 #
 #     use TavusProm;
 #
@@ -313,137 +313,6 @@ sub snapshot {
                                sort keys %{ $s->{labels} })
          => $s->{text})
     } @{ $m->{samples} } };
-}
-
-
-# TavusTest with a worker_processes setting, the worker pids and a
-# graceful reload (SIGHUP) that waits for the new workers.
-#
-#     my $t = TavusProm::Harness->new(worker_processes => 2);
-#     $t->run($http);
-#     my @pids = $t->wait_workers;         # the workers, once all run
-#     my @new = $t->reload;                # () if they did not come
-#     @new = $t->reload(http => $other);   # with another http{} block
-#
-# With TAVUS_MASTER=off (valgrind) there is one process, which is then
-# "the worker": worker_processes stays 1 (reuseport sockets of absent
-# workers would never be accepted from).  nginx cannot reload without a
-# master (its single-process reconfigure leaks the old cycle's
-# connections: "worker_connections are not enough"), so reload dies.
-
-package TavusProm::Harness;
-
-use strict;
-use warnings;
-
-use Time::HiRes ();
-
-our @ISA = ('TavusTest');
-
-my $TIMEOUT = $ENV{TAVUS_TIMEOUT} || 5;
-
-sub new {
-    my ($class, %o) = @_;
-    my $workers = delete $o{worker_processes} // 1;
-    my $self = TavusTest::new($class, %o);
-    $self->{worker_processes} = $workers;
-    return $self;
-}
-
-sub master { ($ENV{TAVUS_MASTER} // 'on') ne 'off' }
-
-# the number of worker processes nginx really runs
-
-sub workers {
-    my ($self, $n) = @_;
-    $self->{worker_processes} = $n if defined $n;
-    return $self->master ? $self->{worker_processes} : 1;
-}
-
-sub _conf {
-    my ($self, @args) = @_;
-
-    my $conf = $self->SUPER::_conf(@args);
-    my $n = $self->workers;
-
-    $conf =~ s/^worker_processes 1;$/worker_processes $n;/m
-        or die 'TavusProm::Harness: no "worker_processes 1;" in the config';
-
-    return $conf;
-}
-
-sub master_pid {
-    my ($self) = @_;
-    my $pid = $self->read_file('nginx.pid');
-    chomp $pid;
-    return $pid =~ /^\d+$/ ? $pid : $self->{pid};
-}
-
-# the pids of the master's children (Linux /proc); without a master, the
-# one process
-
-sub worker_pids {
-    my ($self) = @_;
-
-    my $master = $self->master_pid // return ();
-    return ($master) unless $self->master;
-
-    my @pids;
-
-    opendir my $dh, '/proc' or die "cannot read /proc: $!";
-    for my $pid (grep { /^\d+$/ } readdir $dh) {
-        open my $fh, '<', "/proc/$pid/stat" or next;
-        my $stat = <$fh> // '';
-        close $fh;
-        # pid (comm) state ppid ...
-        my ($ppid) = $stat =~ /\)\s+\S+\s+(\d+)/ or next;
-        push @pids, $pid if $ppid == $master;
-    }
-    closedir $dh;
-
-    return sort { $a <=> $b } @pids;
-}
-
-# wait until the master has exactly its workers, none of the pids in
-# not => [...] (a freshly started nginx listens before all its workers
-# may be up; after a reload the old ones finish their requests first)
-
-sub wait_workers {
-    my ($self, %o) = @_;
-
-    my $n = $self->workers;
-    my %old = map { $_ => 1 } @{ $o{not} // [] };
-    my $deadline = Time::HiRes::time() + ($o{timeout} // $TIMEOUT);
-
-    while (1) {
-        my @pids = $self->worker_pids;
-        return @pids if @pids == $n && !grep { $old{$_} } @pids;
-        return () if Time::HiRes::time() > $deadline;
-        Time::HiRes::sleep(0.01);
-    }
-}
-
-# nginx -s reload: SIGHUP to the master (with http => TEXT, a new
-# nginx.conf first), then wait until the old workers have exited and the
-# new ones run; returns the new pids, or () on timeout (the reason is
-# then in the error log)
-
-sub reload {
-    my ($self, %o) = @_;
-
-    die "reload: nginx reloads only with a master process\n"
-        unless $self->master;
-
-    my @old = $self->worker_pids;
-    my $master = $self->master_pid or die 'reload: no master pid';
-
-    $self->write_file('nginx.conf', $self->_conf($o{http}, $self->prefix
-                                                          . '/error.log'))
-        if defined $o{http};
-
-    kill 'HUP', $master or die "reload: cannot signal $master: $!";
-
-    return $self->wait_workers(not => \@old, timeout => $o{timeout});
 }
 
 1;

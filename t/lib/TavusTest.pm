@@ -27,40 +27,138 @@ package TavusTest;
 #
 # API (see each function for details):
 #
-#   TavusTest->new(no_module => 1?)   temporary prefix; no_module only for
+# the test's nginx
+#
+#   TavusTest->new(no_module => 1?, worker_processes => N)
+#                                     temporary prefix; no_module only for
 #                                     the harness's own test (t/00-harness.t)
 #   $t->require_module                BAIL_OUT unless the module is built
 #   $t->static                        true when nginx has the module built in
 #   $t->nginx_version                 the version of the nginx under test as
 #                                     a number, as nginx's own nginx_version:
 #                                     1026003 for 1.26.3 (from `nginx -v`)
-#   $t->port(NAME)                    a free 127.0.0.1 port, memoised by name
-#   $t->prefix, $t->write_file(NAME, CONTENT), $t->read_file(NAME)
+#   $t->port(NAME)                    a free 127.0.0.1 port, memoised by
+#                                     name, outside the kernel's ephemeral
+#                                     range (t/lib/TavusProc.pm says why)
+#   $t->prefix, $t->module, $t->write_file(NAME, CONTENT), $t->read_file(NAME)
+#   $t->key_file(NAME, KEY)           KEY and a newline in NAME, mode 0600
 #   $t->run(HTTP_BLOCK)               write nginx.conf, start nginx, wait for
 #                                     every `listen` port; %%PORT_name%% and
-#                                     %%PREFIX%% are replaced
+#                                     %%PREFIX%% are replaced (expand(TEXT))
 #   $t->nginx_t(HTTP_BLOCK)           (passed, output) of nginx -t
-#   $t->http(port =>, method =>, path =>, headers => [..], body =>, raw =>)
-#                                     { status, headers, header_list, body,
-#                                       raw, timed_out, json_checked }
-#                                     every application/json body received
+#   $t->error_log                     this run's error log
+#   $t->new_errors                    what it got since the last call, but
+#                                     debug lines (a debug line may run
+#                                     over several): lines, or their text
+#   $t->stop                          stop mocks and nginx; a failure if the
+#                                     error log has [alert], [crit], [emerg]
+#
+# workers and reloads
+#
+#   $t->master                        false with TAVUS_MASTER=off
+#   $t->workers(N?)                   the number of workers nginx runs (1
+#                                     without a master); N from the next run
+#   $t->master_pid, $t->worker_pids
+#   $t->wait_workers(not => [PIDS], timeout => S)
+#                                     the worker pids once all run (none of
+#                                     PIDS), () on timeout
+#   $t->reload(http => TEXT?, timeout => S)
+#                                     SIGHUP (a new nginx.conf first, with
+#                                     http); the new workers' pids once the
+#                                     old ones are gone, () on timeout
+#
+# the client and the answers
+#
+#   $t->http(port =>, method =>, path =>, headers => [..], body =>, raw =>,
+#            from =>)                 { status, headers, header_list, body,
+#                                       raw, timed_out, json_checked };
+#                                     from => ADDR: a local address.
+#                                     Every application/json body received
 #                                     must be valid JSON, or the test fails
 #                                     (see json_body_error; no_json_check
 #                                     => 1 turns this off for one request)
+#   $t->https(port =>, method =>, path =>, headers =>, cacert =>, cert =>,
+#             key =>)                 the same over TLS, made by curl;
+#                                     also { curl_exit, error }
 #   $t->json_body_error($r)           why a response's JSON body is not
 #                                     valid JSON, '' if it is, undef if the
 #                                     response has no JSON body to check
 #   $t->json($r)                      the body as a JSON object, or a failure
 #   $t->answer($r, STATUS, {FIELDS}, NAME, keys => [..])
 #                                     the checks every module answer passes
-#   $t->raw_mock(port =>, script =>)  a TavusTest::RawMock: ->requests,
-#                                     ->received, ->connections, ->stop
+#   $t->printable(TEXT)               TEXT with other bytes as \xNN
+#
+# upstreams and other servers
+#
+#   $t->raw_mock(port =>, script => [ ENTRY, ... ])
+#                                     a TavusTest::RawMock: a forked
+#                                     upstream that plays ENTRY n to request
+#                                     n (the last one to any later); an
+#                                     ENTRY is a list of steps: bytes to
+#                                     send, { sleep => S }, { wait => S } (a
+#                                     sleep that a close of the peer ends),
+#                                     { bytewise => 1 } (what follows a byte
+#                                     at a time), { close => 1 },
+#                                     { reset => 1 }, { hang => 1 }
+#       ->requests, ->received, ->connections, ->stop
+#       ->seen(EVENT, N), ->wait_for(EVENT, N, TIMEOUT), ->events
+#                                     the events of request N: request
+#                                     (received), answered (its entry
+#                                     played), eof (the peer closed during a
+#                                     wait)
+#   reply(STATUS, BODY, NAME => VALUE, ...)
+#                                     an upstream answer for a raw mock,
+#                                     with Content-Length (exported on
+#                                     request, as are the next three)
+#   chunked(STATUS, [ CHUNK, ... ], NAME => VALUE, ...)
+#                                     the same, chunked
 #   $t->mock_tavus(name =>, port =>, key =>)
-#                                     http{} text of t/lib/mock-tavus.conf
+#                                     http{} text of t/lib/mock-tavus.conf,
+#                                     an nginx that answers as Tavus does
 #   $t->mock_log(NAME)                its access log as a list of hashes
-#   $t->error_log                     this run's error log
-#   $t->stop                          stop mocks and nginx; a failure if the
-#                                     error log has [alert], [crit], [emerg]
+#   $t->dnsmasq(name => 'dns', args => [ ... ])
+#                                     a TavusTest::Dnsmasq on 127.0.0.1, port
+#                                     $t->port(NAME): ->port, ->log,
+#                                     ->reread (SIGHUP), ->running, ->stop
+#
+# configuration text a test makes many of
+#
+#   delete_location(PATH, DIRECTIVE, ...)
+#                                     location ~ ^/PATH/(?<replica>[^/]*)$
+#                                     with tavus_delete_replica $replica
+#   gateway(DIRECTIVE, ...)           server { listen 127.0.0.1:%%PORT_gw%%;
+#                                     with delete_location('replicas', ...) }
+#   upstream_group(NAME, [ ADDRESS, ... ], DIRECTIVE, ...)
+#                                     upstream NAME { server ADDRESS; ... }
+#
+# logs, and waiting
+#
+#   $t->wait_for(CODE, timeout => S)  CODE's first true value, polled;
+#                                     undef after S (TAVUS_TIMEOUT) seconds
+#   $t->wait_log(FILE, MATCH, timeout => S)
+#                                     the first line of FILE that MATCH (a
+#                                     regex, or a sub given the line in $_)
+#                                     takes, once nginx has written it;
+#                                     undef after S seconds
+#   $t->log_entries(FILE, [FIELDS])   a log's lines as hashes: FIELDS names
+#                                     the "|"-separated fields, else the
+#                                     line is "name=value" words
+#   $t->log_entry(FILE, [FIELDS], NAME => VALUE, timeout => S)
+#                                     the entry whose NAME is VALUE, waited
+#                                     for (wait_log); {} if none comes
+#
+# The rest of the library, in t/lib:
+#
+#   TavusProc.pm       ports, processes and files (free_port, spawn, reap,
+#                      slurp, ...), under the harness and shared with the
+#                      bench, the soak and `make run`
+#   TavusConf.pm       the rewriter of the configurations an operator
+#                      reads, examples/ and the docs, for a test machine
+#   TavusTLS.pm        certificates made with openssl; the TLS mock of Tavus
+#   TavusAuth.pm       a PKI, htpasswd files, Basic credentials, JSON-lines
+#                      logs, key fingerprints, the search for leaked keys
+#   TavusProm.pm       a strict parser of the Prometheus text format
+#   mock-tavus.conf    the nginx mock of the Tavus API
 #
 # Environment:
 #     TAVUS_MODULE   the module to load (default <repo>/build/ngx_http_tavus_module.so),
@@ -72,12 +170,13 @@ package TavusTest;
 #     TAVUS_WRAPPER  a command to run nginx under, e.g. "valgrind -q
 #                    --error-exitcode=99" (with TAVUS_MASTER=off)
 #     TAVUS_MASTER   off: master_process off (one process, for valgrind)
+#     TAVUS_DNSMASQ  the dnsmasq binary (default /usr/sbin/dnsmasq)
 
 use strict;
 use warnings;
 
 use Exporter 'import';
-our @EXPORT_OK = qw(reply);
+our @EXPORT_OK = qw(reply chunked delete_location upstream_group gateway);
 
 use Test::More ();
 use File::Temp ();
@@ -92,6 +191,8 @@ use POSIX ();
 use Time::HiRes ();
 use JSON::PP ();
 
+use TavusProc ();
+
 our $VERSION = '0.1';
 
 my $REPO = Cwd::abs_path(
@@ -101,6 +202,10 @@ my $REPO = Cwd::abs_path(
 my $TIMEOUT = $ENV{TAVUS_TIMEOUT} || 5;
 
 my @LIVE;                 # harness objects that may own processes
+
+# an error log line of level alert, crit or emerg: the level where nginx
+# writes it, after the date and time (not a word in a logged message)
+my $BAD_LEVEL = qr{^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[(?:alert|crit|emerg)\]};
 
 sub new {
     my ($class, %opts) = @_;
@@ -188,84 +293,43 @@ sub _module {
     };
 }
 
-# a free TCP port on 127.0.0.1, chosen now, the same one for the same name
-#
-# Ports are taken outside the kernel's ephemeral range: a port from that
-# range can become the local port of one of nginx's own upstream
-# connections, and a connection to a port nobody listens on (a "refused"
-# upstream) then connects to itself (TCP simultaneous open) and reads its
-# own request back instead of being refused.
-
-my @EPHEMERAL = do {
-    my @r;
-    if (open my $fh, '<', '/proc/sys/net/ipv4/ip_local_port_range') {
-        @r = split ' ', <$fh> // '';
-        close $fh;
-    }
-    @r == 2 ? @r : (32768, 60999);
-};
-
-sub _port_range {
-    my ($lo, $hi) = @EPHEMERAL;
-
-    return (10000, $lo - 1) if $lo - 1 - 10000 >= 1000;
-    return ($hi + 1, 65535) if 65535 - ($hi + 1) >= 1000;
-    return (1025, 65535);
-}
+# a free TCP port on 127.0.0.1, chosen now, the same one for the same name:
+# outside the kernel's ephemeral range, for the reason given in
+# t/lib/TavusProc.pm (the one port policy of the suite, the bench, the
+# soak and `make run`)
 
 sub port {
     my ($self, $name) = @_;
 
     $name //= 'default';
-    return $self->{ports}{$name} if $self->{ports}{$name};
-
-    my ($lo, $hi) = _port_range();
-
-    for (1 .. 500) {
-        my $port = $lo + int(rand($hi - $lo + 1));
-
-        next if $self->{used}{$port};
-
-        my $s = IO::Socket::INET->new(
-            LocalAddr => '127.0.0.1',
-            LocalPort => $port,
-            Proto     => 'tcp',
-            Listen    => 1,
-        ) or next;
-
-        close $s;
-
-        $self->{used}{$port} = 1;
-
-        return $self->{ports}{$name} = $port;
-    }
-
-    die "no distinct free port found for $name in $lo-$hi";
+    return $self->{ports}{$name} //= TavusProc::free_port(
+        used => $self->{used});
 }
 
 sub write_file {
     my ($self, $name, $content) = @_;
+    return TavusProc::spew($self->_path($name), $content);
+}
 
-    my $path = $name =~ m{^/} ? $name : "$self->{prefix}/$name";
+# a key file as an operator writes one: the key and a newline, mode 0600
 
-    open my $fh, '>:raw', $path or die "cannot write $path: $!";
-    print $fh $content;
-    close $fh or die "cannot close $path: $!";
+sub key_file {
+    my ($self, $name, $key) = @_;
+
+    my $path = $self->write_file($name, "$key\n");
+    chmod 0600, $path or die "chmod $path: $!";
 
     return $path;
 }
 
 sub read_file {
     my ($self, $name) = @_;
+    return TavusProc::slurp($self->_path($name));
+}
 
-    my $path = $name =~ m{^/} ? $name : "$self->{prefix}/$name";
-
-    open my $fh, '<:raw', $path or return '';
-    local $/;
-    my $content = <$fh>;
-    close $fh;
-
-    return $content // '';
+sub _path {
+    my ($self, $name) = @_;
+    return $name =~ m{^/} ? $name : "$self->{prefix}/$name";
 }
 
 # placeholders: %%PORT_name%% and %%PREFIX%%
@@ -294,7 +358,7 @@ sub _conf {
 $load
 daemon off;
 master_process $master;
-worker_processes 1;
+worker_processes @{[ $self->workers ]};
 $user
 pid $p/nginx.pid;
 lock_file $p/nginx.lock;
@@ -366,32 +430,25 @@ sub run {
     my @ports = $conf =~ /\blisten\s+(?:127\.0\.0\.1:)?(\d+)\b/g;
     die "run: no 'listen 127.0.0.1:PORT' in the config" unless @ports;
 
-    my $pid = fork() // die "fork: $!";
-
-    if ($pid == 0) {
-        setpgrp(0, 0);
-        open STDOUT, '>>', "$p/nginx.stderr";
-        open STDERR, '>&', \*STDOUT;
-        my @wrapper = split ' ', $ENV{TAVUS_WRAPPER} // '';
-        exec @wrapper, $self->{nginx}, '-p', "$p/", '-c', "$p/nginx.conf",
-             '-e', "$p/error.log"
-            or POSIX::_exit(127);
-    }
+    my $pid = TavusProc::spawn(
+        group => 1, out => "$p/nginx.stderr", name => 'nginx',
+        cmd => [ split(' ', $ENV{TAVUS_WRAPPER} // ''), $self->{nginx},
+                 '-p', "$p/", '-c', "$p/nginx.conf", '-e', "$p/error.log" ]);
 
     $self->{pid} = $pid;
-    $self->{watchdog} = _watchdog($pid);
+    $self->{watchdog} = TavusProc::watchdog($pid);
 
     my $deadline = Time::HiRes::time() + $TIMEOUT;
     my @waiting = @ports;
 
     while (@waiting) {
-        if (waitpid($pid, POSIX::WNOHANG()) == $pid) {
+        if (defined(my $status = TavusProc::reap($pid, 0))) {
             delete $self->{pid};
             my $why = $self->error_log . $self->read_file('nginx.stderr');
-            die "nginx exited at start (status $?):\n$why";
+            die "nginx exited at start (status $status):\n$why";
         }
 
-        @waiting = grep { !_can_connect($_) } @waiting;
+        @waiting = grep { !TavusProc::can_connect($_) } @waiting;
         last unless @waiting;
 
         if (Time::HiRes::time() > $deadline) {
@@ -406,47 +463,134 @@ sub run {
     return $self;
 }
 
-# a process that stops nginx (its process group) if the test process goes
-# away without cleaning up (SIGKILL, a CI timeout)
-
-sub _watchdog {
-    my ($pid) = @_;
-
-    my $parent = $$;
-    my $wd = fork() // die "fork: $!";
-
-    return $wd if $wd;
-
-    $SIG{$_} = 'DEFAULT' for qw(INT TERM HUP PIPE);
-    open STDIN, '<', '/dev/null';
-    open STDOUT, '>', '/dev/null';
-    open STDERR, '>', '/dev/null';
-
-    Time::HiRes::sleep(0.2) while getppid() == $parent;
-
-    kill 'QUIT', -$pid;
-    Time::HiRes::sleep(1);
-    kill 'KILL', -$pid;
-
-    POSIX::_exit(0);
-}
-
-sub _can_connect {
-    my ($port) = @_;
-
-    my $s = IO::Socket::INET->new(
-        PeerAddr => '127.0.0.1',
-        PeerPort => $port,
-        Proto    => 'tcp',
-    ) or return 0;
-
-    close $s;
-    return 1;
-}
-
 sub error_log {
     my ($self) = @_;
     return $self->read_file('error.log');
+}
+
+# what this run's error log got since the last call (since the start of
+# the run the first time), without its [debug] lines: the lines, or in
+# scalar context their text
+
+sub new_errors {
+    my ($self) = @_;
+
+    my $log = $self->error_log;
+    my $seen = $self->{errors_seen}{ $self->{runs} } // 0;
+    $self->{errors_seen}{ $self->{runs} } = length $log;
+
+    # a line of its own level: nginx's debug lines may run over several
+    my @lines = grep { m{^\d{4}/\d\d/\d\d [\d:]{8} \[(?!debug\])} }
+                split /\n/, substr($log, $seen);
+
+    return wantarray ? @lines : join "\n", @lines;
+}
+
+# workers and reloads
+#
+# With TAVUS_MASTER=off (valgrind) there is one process, which is then
+# "the worker": worker_processes stays 1 (reuseport sockets of absent
+# workers would never be accepted from).  nginx cannot reload without a
+# master (its single-process reconfigure leaks the old cycle's
+# connections: "worker_connections are not enough"), so reload dies.
+
+sub master { ($ENV{TAVUS_MASTER} // 'on') ne 'off' }
+
+# the number of worker processes nginx runs; with N, worker_processes N
+# from the next run on
+
+sub workers {
+    my ($self, $n) = @_;
+    $self->{worker_processes} = $n if defined $n;
+    return $self->master ? $self->{worker_processes} // 1 : 1;
+}
+
+sub master_pid {
+    my ($self) = @_;
+    my ($pid) = $self->read_file('nginx.pid') =~ /^(\d+)$/m;
+    return $pid // $self->{pid};
+}
+
+# the pids of the master's children; without a master, the one process
+
+sub worker_pids {
+    my ($self) = @_;
+
+    my $master = $self->master_pid // return ();
+    return ($master) unless $self->master;
+
+    return TavusProc::children($master);
+}
+
+# waits until the master has exactly its workers, none of the pids in
+# not => [...] (a freshly started nginx listens before all its workers
+# may be up; after a reload the old ones finish their requests first);
+# the pids, or () on timeout
+
+sub wait_workers {
+    my ($self, %o) = @_;
+
+    my $n = $self->workers;
+    my %old = map { $_ => 1 } @{ $o{not} // [] };
+    my @pids;
+
+    $self->wait_for(sub {
+        @pids = $self->worker_pids;
+        return @pids == $n && !grep { $old{$_} } @pids;
+    }, timeout => $o{timeout}) or return ();
+
+    return @pids;
+}
+
+# nginx -s reload: SIGHUP to the master (with http => TEXT, a new
+# nginx.conf first), then waits until the old workers have exited and the
+# new ones run; the new pids, or () on timeout (the reason is then in the
+# error log)
+
+sub reload {
+    my ($self, %o) = @_;
+
+    die "reload: nginx reloads only with a master process\n"
+        unless $self->master;
+
+    my @old = $self->worker_pids;
+    my $master = $self->master_pid or die 'reload: no master pid';
+
+    $self->write_file('nginx.conf',
+                      $self->_conf($o{http}, "$self->{prefix}/error.log"))
+        if defined $o{http};
+
+    kill 'HUP', $master or die "reload: cannot signal $master: $!";
+
+    return $self->wait_workers(not => \@old, timeout => $o{timeout});
+}
+
+# CODE's first true value, polled every 10 ms; undef after timeout
+# seconds (TAVUS_TIMEOUT)
+
+sub wait_for {
+    my ($self, $code, %o) = @_;
+    return TavusProc::wait_until($code, timeout => $o{timeout} // $TIMEOUT);
+}
+
+# the first line of a file of the prefix that MATCH takes, waited for:
+# nginx writes a request's access log line when the request ends, which
+# may be just after the client has its answer.  MATCH is a regex (the
+# line is returned) or a sub called with the line in $_ (its true value
+# is returned).  undef when no line came in timeout seconds.
+
+sub wait_log {
+    my ($self, $file, $match, %o) = @_;
+
+    my $take = ref $match eq 'CODE' ? $match : sub { /$match/ ? $_ : undef };
+
+    return $self->wait_for(sub {
+        for (split /\n/, $self->read_file($file)) {
+            my $v = $take->();
+            return $v if $v;
+        }
+        return undef;
+    }, %o);
 }
 
 # stop mocks, then nginx (QUIT, then TERM, then KILL); a failure if nginx
@@ -479,25 +623,22 @@ sub _shutdown {
     $_->stop for @{ $self->{mocks} };
     $self->{mocks} = [];
 
-    if (my $wd = delete $self->{watchdog}) {
-        kill 'KILL', $wd;
-        waitpid($wd, 0);
-    }
+    TavusProc::stop_watchdog(delete $self->{watchdog});
 
     my $pid = delete $self->{pid} or return;
 
     my @bad;
 
     kill 'QUIT', $pid;
-    my $status = _reap($pid, $TIMEOUT);
+    my $status = TavusProc::reap($pid, $TIMEOUT);
 
     unless (defined $status) {
         push @bad, "nginx did not stop in ${TIMEOUT}s after SIGQUIT";
         kill 'TERM', $pid;
-        $status = _reap($pid, 2);
+        $status = TavusProc::reap($pid, 2);
         unless (defined $status) {
             kill 'KILL', -$pid, $pid;
-            $status = _reap($pid, 2);
+            $status = TavusProc::reap($pid, 2);
         }
     }
 
@@ -508,26 +649,9 @@ sub _shutdown {
                        $status & 127)
         if defined $status && $status != 0;
 
-    push @bad, grep { /\[(?:alert|crit|emerg)\]/ } split /\n/, $self->error_log;
+    push @bad, grep { /$BAD_LEVEL/ } split /\n/, $self->error_log;
 
     return @bad ? @bad : (1);
-}
-
-# the wait status of the process, or undef if still running after timeout
-
-sub _reap {
-    my ($pid, $timeout) = @_;
-
-    my $deadline = Time::HiRes::time() + $timeout;
-
-    while (Time::HiRes::time() < $deadline) {
-        my $r = waitpid($pid, POSIX::WNOHANG());
-        return $? if $r == $pid;
-        return 0 if $r == -1;
-        Time::HiRes::sleep(0.01);
-    }
-
-    return undef;
 }
 
 # at exit, when the test did not call stop: kill everything, and add a
@@ -571,7 +695,8 @@ for my $sig (qw(INT TERM HUP PIPE)) {
 # an HTTP/1.1 request over a fresh connection, Connection: close
 #
 #   port, method (GET), path (/), host (localhost), headers => [ n => v ],
-#   body, raw (exact bytes to send instead), timeout (5)
+#   body, raw (exact bytes to send instead), timeout (5), from (the local
+#   address: 127.0.0.2 is loopback too, as all of 127/8)
 
 sub http {
     my ($self, %a) = @_;
@@ -588,11 +713,7 @@ sub http {
 
         $req = "$method $path HTTP/1.1\r\n"
                . 'Host: ' . ($a{host} // 'localhost') . "\r\n"
-               . "Connection: close\r\n";
-
-        while (my ($n, $v) = splice @h, 0, 2) {
-            $req .= "$n: $v\r\n";
-        }
+               . "Connection: close\r\n" . _header_lines(@h);
 
         $req .= 'Content-Length: ' . length($a{body}) . "\r\n"
             if defined $a{body};
@@ -606,7 +727,9 @@ sub http {
         PeerPort => $port,
         Proto    => 'tcp',
         Timeout  => $timeout,
-    ) or return _fail_response("cannot connect to 127.0.0.1:$port: $!");
+        ($a{from} ? (LocalAddr => $a{from}) : ()),
+    ) or return _fail_response("cannot connect to 127.0.0.1:$port"
+                               . ($a{from} ? " from $a{from}" : '') . ": $!");
 
     $s->autoflush(1);
 
@@ -643,9 +766,67 @@ sub http {
     return $r;
 }
 
+# an HTTPS request, made by curl (core Perl has no TLS client) to
+# https://localhost:PORT (resolved to 127.0.0.1), parsed as http() parses
+# (--raw keeps a chunked body as sent, which the parser decodes)
+#
+#   port, method (GET), path (/), headers => [ n => v ], cacert (the CA
+#   that signed the server's certificate), cert and key (a client
+#   certificate), timeout (5)
+#
+# curl's exit status is in {curl_exit}, its stderr in {error}
+
+sub https {
+    my ($self, %a) = @_;
+
+    my $port = $a{port} // die "https: no port";
+    my $method = $a{method} // 'GET';
+    my $path = $a{path} // '/';
+
+    my @cmd = ('curl', '--silent', '--show-error', '--include', '--raw',
+               '--http1.1', '--max-time', $a{timeout} // $TIMEOUT,
+               '--request', $method,
+               '--cacert', $a{cacert} // die "https: no cacert");
+
+    push @cmd, '--cert', $a{cert}, '--key', $a{key} if $a{cert};
+
+    my @h = @{ $a{headers} // [] };
+    while (my ($n, $v) = splice @h, 0, 2) {
+        push @cmd, '--header', "$n: $v";
+    }
+
+    push @cmd, '--resolve', "localhost:$port:127.0.0.1",
+               "https://localhost:$port$path";
+
+    my $err = "$self->{prefix}/curl.stderr";
+
+    my $pid = open(my $fh, '-|') // die "fork: $!";
+
+    if ($pid == 0) {
+        open STDIN, '<', '/dev/null';
+        open STDERR, '>', $err;
+        exec @cmd or POSIX::_exit(127);
+    }
+
+    binmode $fh;
+    local $/;
+    my $raw = <$fh> // '';
+    close $fh;
+
+    my $r = _parse_response($raw);
+    $r->{curl_exit} = $? >> 8;
+    $r->{error} = $self->read_file($err);
+    $r->{request} = "$method $path HTTP/1.1\r\n";
+
+    $self->_check_json_body($r) unless $a{no_json_check};
+
+    return $r;
+}
+
 # A harness-level assertion: every body the suite receives that says it
-# is application/json must be valid JSON (DESIGN.md: "the body is always
-# valid JSON"), whatever the test itself checks.  A failing test is added
+# is application/json must be valid JSON (docs/responses.md, "Common to
+# every answer": a body of one JSON object), whatever the test itself
+# checks.  A failing test is added
 # when it is not; valid bodies are only counted (reported at the end), so
 # that the number of tests of a file does not depend on it.
 
@@ -863,6 +1044,27 @@ sub raw_mock {
     return $m;
 }
 
+# a DNS server on 127.0.0.1 (dnsmasq, Debian package dnsmasq-base), see
+# TavusTest::Dnsmasq; its port is the port of NAME (%%PORT_dns%%)
+
+sub dnsmasq {
+    my ($self, %a) = @_;
+
+    my $name = $a{name} // 'dns';
+
+    my $d = TavusTest::Dnsmasq->new(
+        name => $name,
+        args => $a{args} // [],
+        dir  => $self->{prefix},
+        port => sub { TavusProc::free_port(used => $self->{used}, udp => 1) },
+    );
+
+    $self->{ports}{$name} = $d->port;
+    push @{ $self->{mocks} }, $d;
+
+    return $d;
+}
+
 # http{}-level config text of an nginx-based mock Tavus API
 
 sub mock_tavus {
@@ -892,17 +1094,39 @@ sub mock_tavus {
 
 sub mock_log {
     my ($self, $name) = @_;
+    return $self->log_entries(($name // 'tavus') . '.access.log');
+}
 
-    $name //= 'tavus';
+# the lines of a log of the prefix as hashes: with FIELDS, the names of
+# its "|"-separated fields; without, its "name=value" words
 
-    my @entries;
+sub log_entries {
+    my ($self, $file, $fields) = @_;
+    return map { _log_fields($_, $fields) } split /\n/, $self->read_file($file);
+}
 
-    for (split /\n/, $self->read_file("$name.access.log")) {
-        my %e = map { split /=/, $_, 2 } split / /;
-        push @entries, \%e;
-    }
+# the entry of a log whose field NAME is VALUE, once nginx has written it
+# (see wait_log); {} when it does not come in time, or VALUE is empty
 
-    return @entries;
+sub log_entry {
+    my ($self, $file, $fields, $name, $value, %o) = @_;
+
+    return {} unless defined $value && length $value;
+
+    return $self->wait_log($file, sub {
+        my $e = _log_fields($_, $fields);
+        return ($e->{$name} // '') eq $value ? $e : undef;
+    }, %o) // {};
+}
+
+sub _log_fields {
+    my ($line, $fields) = @_;
+
+    return { map { split /=/, $_, 2 } split / /, $line } unless $fields;
+
+    my %e;
+    @e{@$fields} = split /\|/, $line;
+    return \%e;
 }
 
 # an upstream answer for raw mocks: reply('404 Not Found', $body,
@@ -911,20 +1135,89 @@ sub mock_log {
 sub reply {
     my ($status, $body, @headers) = @_;
 
+    return "HTTP/1.1 $status\r\n" . _header_lines(@headers)
+           . (defined $body ? 'Content-Length: ' . length($body) . "\r\n" : '')
+           . "\r\n" . ($body // '');
+}
+
+# a chunked upstream answer: chunked('200 OK', [ '{"a":', '1}' ], Name =>
+# value, ...), each string a chunk, then the last chunk
+
+sub chunked {
+    my ($status, $chunks, @headers) = @_;
+
+    return "HTTP/1.1 $status\r\n" . _header_lines(@headers)
+           . "Transfer-Encoding: chunked\r\n\r\n"
+           . join('', map { sprintf("%x\r\n%s\r\n", length, $_) } @$chunks)
+           . "0\r\n\r\n";
+}
+
+# "Name: value\r\n" lines of a list of names and values
+
+sub _header_lines {
+    my (@headers) = @_;
+
     my $h = '';
     while (my ($n, $v) = splice @headers, 0, 2) {
         $h .= "$n: $v\r\n";
     }
 
-    return "HTTP/1.1 $status\r\n$h"
-           . (defined $body ? 'Content-Length: ' . length($body) . "\r\n" : '')
-           . "\r\n" . ($body // '');
+    return $h;
+}
+
+# configuration text a test makes many of:
+#
+#   delete_location(PATH, DIRECTIVE, ...)
+#
+#       location ~ ^/PATH/(?<replica>[^/]*)$ {
+#           tavus_delete_replica $replica;
+#           DIRECTIVE
+#       }
+#
+#   gateway(DIRECTIVE, ...)           server { listen 127.0.0.1:%%PORT_gw%%;
+#                                     with delete_location('replicas', ...) }
+#   upstream_group(NAME, [ ADDRESS, ... ], DIRECTIVE, ...)
+#
+#       upstream NAME {
+#           server ADDRESS;
+#           DIRECTIVE
+#       }
+#
+# DIRECTIVEs are given with their ";", and the empty ones are left out.
+
+sub delete_location {
+    my ($path, @directives) = @_;
+
+    return "        location ~ ^/$path/(?<replica>[^/]*)\$ {\n"
+           . "            tavus_delete_replica \$replica;\n"
+           . join('', map { "            $_\n" } grep { length } @directives)
+           . "        }\n";
+}
+
+sub gateway {
+    my (@directives) = @_;
+
+    return "    server {\n"
+           . "        listen 127.0.0.1:%%PORT_gw%%;\n\n"
+           . delete_location('replicas', @directives)
+           . "    }\n";
+}
+
+sub upstream_group {
+    my ($name, $servers, @directives) = @_;
+
+    return "    upstream $name {\n"
+           . join('', map { "        server $_;\n" } @$servers)
+           . join('', map { "        $_\n" } grep { length } @directives)
+           . "    }\n";
 }
 
 package TavusTest::RawMock;
 
 use strict;
 use warnings;
+
+our @ISA = ('TavusTest::Forked');
 
 use IO::Socket::INET ();
 use IO::Select ();
@@ -1040,34 +1333,58 @@ sub _connection {
         or die "stream: $!";
     $stream->autoflush(1);
 
-    my $sel = IO::Select->new($c);
-    my $buf = '';
+    # this process serves this one connection: its state is the object's
+    @$self{qw(c stream buf)} = ($c, $stream, '');
 
     while (1) {
         my $end;
 
-        while (($end = index($buf, "\r\n\r\n")) < 0) {
-            return unless $sel->can_read(30);
-            my $n = sysread($c, my $chunk, 65536);
-            return unless $n;
-            print $stream $chunk;
-            $buf .= $chunk;
+        while (($end = index($self->{buf}, "\r\n\r\n")) < 0) {
+            return unless IO::Select->new($c)->can_read(30);
+            return unless $self->_read_more;
         }
 
-        my $request = substr($buf, 0, $end + 4, '');
+        my $request = substr($self->{buf}, 0, $end + 4, '');
         my $index = $self->_next_index_of('request');
 
-        my $file = sprintf("%s/request-%06d", $self->{dir}, $index);
-        open my $fh, '>:raw', "$file.tmp" or die "request: $!";
-        print $fh $request;
-        close $fh;
-        rename "$file.tmp", $file;
+        $self->_record('request', $index, $request);
 
         my @script = @{ $self->{script} };
         my $entry = $script[ $index <= @script ? $index - 1 : $#script ];
 
-        return unless $self->_play($c, $entry);
+        my $more = $self->_play($c, $entry, $index);
+        $self->_record('answered', $index) if $more || $self->{played};
+
+        return unless $more;
     }
+}
+
+# reads what the peer sent into the buffer (and the stream file): false
+# when the peer closed or reset the connection
+
+sub _read_more {
+    my ($self) = @_;
+
+    my $n = sysread($self->{c}, my $chunk, 65536);
+    return 0 unless $n;
+
+    print { $self->{stream} } $chunk;
+    $self->{buf} .= $chunk;
+
+    return 1;
+}
+
+# an event of request N: a file NAME-N in the mock's directory, made at
+# once (written aside, then renamed)
+
+sub _record {
+    my ($self, $name, $index, $content) = @_;
+
+    my $file = sprintf("%s/%s-%06d", $self->{dir}, $name, $index);
+    open my $fh, '>:raw', "$file.tmp" or die "$name: $!";
+    print $fh $content // sprintf('%.3f', Time::HiRes::time());
+    close $fh;
+    rename "$file.tmp", $file;
 }
 
 sub _next_index_of {
@@ -1087,11 +1404,13 @@ sub _next_index_of {
 }
 
 # plays one script entry; returns false when the connection is done
+# ({played} tells whether the whole entry was played)
 
 sub _play {
-    my ($self, $c, $entry) = @_;
+    my ($self, $c, $entry, $index) = @_;
 
     my $bytewise = 0;
+    $self->{played} = 0;
 
     for my $step (ref $entry eq 'ARRAY' ? @$entry : ($entry)) {
 
@@ -1108,16 +1427,31 @@ sub _play {
         } elsif (exists $step->{sleep}) {
             Time::HiRes::sleep($step->{sleep});
 
+        } elsif (exists $step->{wait}) {
+            # a slow upstream that sees its peer go: sleeps, but a peer
+            # that closes meanwhile ends the connection (event "eof")
+            my $deadline = Time::HiRes::time() + $step->{wait};
+            my $sel = IO::Select->new($c);
+
+            while ((my $left = $deadline - Time::HiRes::time()) > 0) {
+                next unless $sel->can_read($left);
+                next if $self->_read_more;
+                $self->_record('eof', $index);
+                return 0;
+            }
+
         } elsif ($step->{bytewise}) {
             $bytewise = 1;
 
         } elsif ($step->{close}) {
             close $c;
+            $self->{played} = 1;
             return 0;
 
         } elsif ($step->{reset}) {
             setsockopt($c, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0));
             close $c;
+            $self->{played} = 1;
             return 0;
 
         } elsif ($step->{hang}) {
@@ -1129,6 +1463,8 @@ sub _play {
             die "raw mock: unknown step";
         }
     }
+
+    $self->{played} = 1;
 
     return 1;
 }
@@ -1193,27 +1529,159 @@ sub connections {
     return $n;
 }
 
-sub _slurp {
-    my ($path) = @_;
-    open my $fh, '<:raw', $path or return '';
-    local $/;
-    my $c = <$fh>;
-    return $c // '';
+# request N (counting from 1, over all connections) had the event NAME:
+# "request" (received), "answered" (its script entry played to the end),
+# "eof" (the peer closed during a wait step)
+
+sub seen {
+    my ($self, $name, $n) = @_;
+    return -e sprintf("%s/%s-%06d", $self->{dir}, $name, $n);
 }
+
+# waits until it has; false after timeout seconds (TAVUS_TIMEOUT)
+
+sub wait_for {
+    my ($self, $name, $n, $timeout) = @_;
+    return TavusProc::wait_until(sub { $self->seen($name, $n) },
+                                 timeout => $timeout // $TIMEOUT);
+}
+
+# the events so far, "NAME-N ..." in order, for a diagnostic
+
+sub events {
+    my ($self) = @_;
+
+    my %order = (request => 0, eof => 1, answered => 2);
+
+    opendir my $dh, $self->{dir} or return '';
+    my @e = map { /^(\w+)-0*(\d+)$/ && exists $order{$1} ? [ $1, $2 ] : () }
+            readdir $dh;
+    closedir $dh;
+
+    return join ' ', map { "$_->[0]-$_->[1]" }
+                     sort { $a->[1] <=> $b->[1]
+                            || $order{ $a->[0] } <=> $order{ $b->[0] } } @e;
+}
+
+sub _slurp { TavusProc::slurp($_[0]) }
+
+# stopping, for TavusTest::Forked: the count of connections kept first
+
+sub _stop {
+    my ($self) = @_;
+
+    $self->{final_connections} = eval { $self->connections };
+
+    kill 'KILL', -$self->{pid}, $self->{pid};
+    waitpid($self->{pid}, 0);
+}
+
+
+# dnsmasq on 127.0.0.1, answering from what its arguments say, every
+# query logged (--log-queries) to NAME.log in the prefix:
+#
+#     my $dns = $t->dnsmasq(args => [ '--address=/tavusapi.com/127.0.0.1' ]);
+#     $dns->port, $dns->log, $dns->reread (SIGHUP: it re-reads its hosts
+#     files), $dns->running, $dns->stop
+#
+# Ready once its UDP socket is bound.  A port free for TCP and UDP when
+# chosen may be taken before dnsmasq binds it: then another, three times.
+# A watchdog stops it if the test goes away; the harness stops it with the
+# mocks.
+
+package TavusTest::Dnsmasq;
+
+use strict;
+use warnings;
+
+our @ISA = ('TavusTest::Forked');
+
+my $DNSMASQ = $ENV{TAVUS_DNSMASQ} // '/usr/sbin/dnsmasq';
+
+sub new {
+    my ($class, %a) = @_;
+
+    Test::More::BAIL_OUT("no $DNSMASQ: apt-get install dnsmasq-base")
+        unless -x $DNSMASQ;
+
+    my $self = bless { %a, owner => $$, log => "$a{dir}/$a{name}.log" },
+                     $class;
+    my $user = getpwuid($>) // 'root';
+
+    for my $try (1 .. 3) {
+        my $port = $a{port}->();
+
+        my $pid = TavusProc::spawn(
+            group => 1, out => $self->{log}, name => 'dnsmasq',
+            cmd => [ $DNSMASQ, '--keep-in-foreground', '--conf-file=/dev/null',
+                     "--port=$port", '--listen-address=127.0.0.1',
+                     '--bind-interfaces', '--no-resolv', '--no-hosts',
+                     "--user=$user", "--pid-file=$a{dir}/$a{name}.pid",
+                     '--log-queries', '--log-facility=-', @{ $a{args} } ]);
+
+        my $watchdog = TavusProc::watchdog($pid);
+
+        # bound: 127.0.0.1:port in /proc/net/udp
+        my $hex = sprintf '0100007F:%04X', $port;
+        my $up = TavusProc::wait_until(sub {
+            return 'exited' if defined TavusProc::reap($pid, 0);
+            return TavusProc::slurp('/proc/net/udp') =~ /\s\Q$hex\E\s/;
+        }, timeout => $TIMEOUT);
+
+        if ($up && $up ne 'exited') {
+            @$self{qw(port pid watchdog)} = ($port, $pid, $watchdog);
+            return $self;
+        }
+
+        TavusProc::stop($pid, 'KILL', 2) unless $up;
+        TavusProc::stop_watchdog($watchdog);
+
+        die "dnsmasq does not start:\n" . $self->log
+            unless $up && $try < 3;
+    }
+}
+
+sub port { $_[0]{port} }
+sub log { TavusProc::slurp($_[0]{log}) }
+
+sub reread {
+    my ($self) = @_;
+    return kill 'HUP', $self->{pid};
+}
+
+sub running {
+    my ($self) = @_;
+
+    return 0 unless $self->{pid};
+    return 1 unless defined TavusProc::reap($self->{pid}, 0);
+
+    delete $self->{pid};
+    return 0;
+}
+
+sub _stop {
+    my ($self) = @_;
+    TavusProc::stop($self->{pid}, 'TERM', 5);
+}
+
+# what the harness's forked helpers share: stopped ({pid}: _stop, their
+# own way, then the watchdog, if any) by the process that started them
+# ({owner}) only, once, at the latest when they go
+
+package TavusTest::Forked;
+
+use strict;
+use warnings;
 
 sub stop {
     my ($self) = @_;
 
     return unless $$ == $self->{owner};
-    return unless $self->{pid};
 
-    $self->{final_connections} = eval { $self->connections };
+    $self->_stop if $self->{pid};
+    delete $self->{pid};
 
-    my $pid = delete $self->{pid};
-
-    kill 'KILL', -$pid;
-    kill 'KILL', $pid;
-    waitpid($pid, 0);
+    TavusProc::stop_watchdog(delete $self->{watchdog});
 }
 
 sub DESTROY {

@@ -11,7 +11,10 @@
 #include <ngx_core.h>
 #include <cjson/cJSON.h>
 #include "ngx_http_tavus_validate.h"
+#include "ngx_http_tavus_outcome.h"
+#include "ngx_http_tavus_translate.h"
 #include "ngx_http_tavus_json.h"
+#include "ngx_http_tavus_text.h"
 
 
 static int  tests;
@@ -471,6 +474,115 @@ test_random(void)
 }
 
 
+static void
+test_key_variable(void)
+{
+    ngx_str_t  name;
+
+    ok(ngx_http_tavus_key_variable(S("Literal-Key_1"), &name)
+       == NGX_DECLINED, "key syntax: a literal");
+    ok(ngx_http_tavus_key_variable(S("$tenant_key"), &name) == NGX_OK
+       && name.len == 10 && ngx_strncmp(name.data, "tenant_key", 10) == 0,
+       "key syntax: $name");
+    ok(ngx_http_tavus_key_variable(S("${tenant_key}"), &name) == NGX_OK
+       && name.len == 10 && ngx_strncmp(name.data, "tenant_key", 10) == 0,
+       "key syntax: ${name}");
+    ok(ngx_http_tavus_key_variable(S("$_x9"), &name) == NGX_OK
+       && name.len == 3, "key syntax: $_x9");
+
+    ok(ngx_http_tavus_key_variable(S("Zq8$HiddenPart"), &name) == NGX_ERROR,
+       "key syntax: a literal part, then a variable");
+    ok(ngx_http_tavus_key_variable(S("$a$b"), &name) == NGX_ERROR,
+       "key syntax: two variables");
+    ok(ngx_http_tavus_key_variable(S("$a-b"), &name) == NGX_ERROR,
+       "key syntax: a \"-\" in the name");
+    ok(ngx_http_tavus_key_variable(S("$1"), &name) == NGX_ERROR,
+       "key syntax: a capture");
+    ok(ngx_http_tavus_key_variable(S("$1abc"), &name) == NGX_ERROR,
+       "key syntax: a capture and a literal");
+    ok(ngx_http_tavus_key_variable(S("$"), &name) == NGX_ERROR,
+       "key syntax: $ alone");
+    ok(ngx_http_tavus_key_variable(S("x$"), &name) == NGX_ERROR,
+       "key syntax: $ at the end");
+    ok(ngx_http_tavus_key_variable(S("${}"), &name) == NGX_ERROR,
+       "key syntax: ${}");
+    ok(ngx_http_tavus_key_variable(S("${a"), &name) == NGX_ERROR,
+       "key syntax: ${ unclosed");
+    ok(ngx_http_tavus_key_variable(S("$a}"), &name) == NGX_ERROR,
+       "key syntax: a stray }");
+    ok(ngx_http_tavus_key_variable(S("${a}b"), &name) == NGX_ERROR,
+       "key syntax: ${a}b");
+    ok(ngx_http_tavus_key_variable(S("{$a}"), &name) == NGX_ERROR,
+       "key syntax: {$a}");
+}
+
+
+static void
+test_host(void)
+{
+    ngx_str_t  host;
+
+#define host_is(in, vars, rc, want)                                           \
+    ok(ngx_http_tavus_parse_host(S(in), vars, &host) == rc                    \
+       && (rc != NGX_OK || (host.len == sizeof(want) - 1                      \
+                            && ngx_memcmp(host.data, want, host.len) == 0)),  \
+       "host: " #in)
+
+    host_is("tavusapi.com", 0, NGX_OK, "tavusapi.com");
+    host_is("tavusapi.com/", 0, NGX_OK, "tavusapi.com");
+    host_is("127.0.0.1:8443", 0, NGX_OK, "127.0.0.1:8443");
+    host_is("[::1]:8443", 0, NGX_OK, "[::1]:8443");
+    host_is("my_group-2", 0, NGX_OK, "my_group-2");
+    host_is("a/b", 0, NGX_DECLINED, "");
+    host_is("a//", 0, NGX_DECLINED, "");
+    host_is("a?x", 0, NGX_DECLINED, "");
+    host_is("a#x", 0, NGX_DECLINED, "");
+    host_is("", 0, NGX_ERROR, "");
+    host_is("/", 0, NGX_ERROR, "");
+    host_is("a b", 0, NGX_ERROR, "");
+    host_is("exa\"mple", 0, NGX_ERROR, "");
+    host_is("a\xc2\x9b" "b", 0, NGX_ERROR, "");
+    host_is("a\nb", 0, NGX_ERROR, "");
+    host_is("${tavus_host}", 1, NGX_OK, "${tavus_host}");
+    host_is("${tavus_host}", 0, NGX_ERROR, "");
+    host_is("$h/x", 1, NGX_DECLINED, "");
+
+#undef host_is
+}
+
+
+static void
+test_log_escape(void)
+{
+    u_char  out[NGX_HTTP_TAVUS_LOG_ESCAPE(64)];
+    size_t  n;
+
+#define esc(in, want)                                                         \
+    n = ngx_http_tavus_log_escape(out, S(in));                                \
+    ok(n == sizeof(want) - 1 && ngx_memcmp(out, want, n) == 0,                \
+       "log escape: " #in)
+
+    esc("plain text", "plain text");
+    esc("a\nb\r\tc", "a\\x0ab\\x0d\\x09c");
+    esc("\x1b[31m", "\\x1b[31m");
+    esc("q\"b\\", "q\\x22b\\x5c");
+    esc("\x7f", "\\x7f");
+    esc("\xc3\xa9t\xc3\xa9", "\xc3\xa9t\xc3\xa9");
+    esc("\xf0\x9f\x98\x80", "\xf0\x9f\x98\x80");
+    esc("\xc2\x9b", "\\xc2\\x9b");
+    esc("\xe2\x80\xae", "\\xe2\\x80\\xae");
+    esc("\xe2\x80\xa8", "\\xe2\\x80\\xa8");
+    esc("\xe2\x81\xa6", "\\xe2\\x81\\xa6");
+    esc("\xd8\x9c", "\\xd8\\x9c");
+    esc("\xe2\x80\x99", "\xe2\x80\x99");
+    esc("\xc3\x0a", "\\xc3\\x0a");
+    esc("\xe0\x80\x8a", "\\xe0\\x80\\x8a");
+    esc("\xff\xc3", "\\xff\\xc3");
+
+#undef esc
+}
+
+
 int
 main(void)
 {
@@ -481,6 +593,9 @@ main(void)
     test_translate();
     test_answers();
     test_random();
+    test_key_variable();
+    test_host();
+    test_log_escape();
 
     printf("1..%d\n", tests);
 
