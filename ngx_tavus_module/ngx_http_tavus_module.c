@@ -351,6 +351,10 @@ ngx_http_tavus_create_loc_conf(ngx_conf_t *cf)
      *     conf->headers = { 0, NULL };
      *     conf->host = { 0, NULL };
      *     conf->ssl = 0;
+     *     conf->upstream.ssl = NULL;
+     *     conf->ssl_protocols = 0;
+     *     conf->ssl_ciphers = { 0, NULL };
+     *     conf->ssl_trusted_certificate = { 0, NULL };
      */
 
     conf->upstream.local = NGX_CONF_UNSET_PTR;
@@ -380,7 +384,14 @@ ngx_http_tavus_create_loc_conf(ngx_conf_t *cf)
     conf->key = NGX_CONF_UNSET_PTR;
 
 #if (NGX_HTTP_SSL)
-    ngx_http_tavus_ssl_create_conf(conf);
+    conf->upstream.ssl_session_reuse = NGX_CONF_UNSET;
+    conf->upstream.ssl_name = NGX_CONF_UNSET_PTR;
+    conf->upstream.ssl_server_name = NGX_CONF_UNSET;
+    conf->upstream.ssl_verify = NGX_CONF_UNSET;
+    conf->upstream.ssl_certificate = NGX_CONF_UNSET_PTR;
+    conf->upstream.ssl_certificate_key = NGX_CONF_UNSET_PTR;
+    conf->upstream.ssl_passwords = NGX_CONF_UNSET_PTR;
+    conf->ssl_verify_depth = NGX_CONF_UNSET_UINT;
 #endif
 
     return conf;

@@ -196,7 +196,6 @@ ngx_chain_t *ngx_http_tavus_answer_body(ngx_http_request_t *r,
 ngx_int_t ngx_http_tavus_filter_init(ngx_conf_t *cf);
 
 #if (NGX_HTTP_SSL)
-void ngx_http_tavus_ssl_create_conf(ngx_http_tavus_loc_conf_t *conf);
 void ngx_http_tavus_ssl_merge_conf(ngx_http_tavus_loc_conf_t *conf,
     ngx_http_tavus_loc_conf_t *prev);
 ngx_int_t ngx_http_tavus_ssl_init_location(ngx_conf_t *cf,

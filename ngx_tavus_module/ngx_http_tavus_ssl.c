@@ -45,29 +45,6 @@ ngx_conf_bitmask_t  ngx_http_tavus_ssl_protocols[] = {
 
 
 void
-ngx_http_tavus_ssl_create_conf(ngx_http_tavus_loc_conf_t *conf)
-{
-    /*
-     * set by ngx_pcalloc():
-     *
-     *     conf->upstream.ssl = NULL;
-     *     conf->ssl_protocols = 0;
-     *     conf->ssl_ciphers = { 0, NULL };
-     *     conf->ssl_trusted_certificate = { 0, NULL };
-     */
-
-    conf->upstream.ssl_session_reuse = NGX_CONF_UNSET;
-    conf->upstream.ssl_name = NGX_CONF_UNSET_PTR;
-    conf->upstream.ssl_server_name = NGX_CONF_UNSET;
-    conf->upstream.ssl_verify = NGX_CONF_UNSET;
-    conf->upstream.ssl_certificate = NGX_CONF_UNSET_PTR;
-    conf->upstream.ssl_certificate_key = NGX_CONF_UNSET_PTR;
-    conf->upstream.ssl_passwords = NGX_CONF_UNSET_PTR;
-    conf->ssl_verify_depth = NGX_CONF_UNSET_UINT;
-}
-
-
-void
 ngx_http_tavus_ssl_merge_conf(ngx_http_tavus_loc_conf_t *conf,
     ngx_http_tavus_loc_conf_t *prev)
 {

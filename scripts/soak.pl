@@ -115,28 +115,48 @@ $mock_conf =~ s/%%MOCK_KEY%%/$KEY/g;
 
 my $user = $> == 0 ? 'root' : undef;
 
+# a broken upstream: a server on the port of NAME that answers every
+# request with what the location does
+
+sub broken_server {
+    my ($name, $location) = @_;
+    return "    server {\n"
+           . "        listen 127.0.0.1:$port{$name};\n"
+           . "        default_type application/json;\n"
+           . "        keepalive_requests 100000;\n"
+           . "        location / { $location }\n"
+           . "    }\n\n";
+}
+
 mkdir "$prefix/mock";
 TavusProc::spew("$prefix/mock/nginx.conf", TavusProc::nginx_conf(
-    dir => "$prefix/mock", user => $user, http => <<"HTTP"));
-$mock_conf
-
-    server {
-        listen 127.0.0.1:$port{fail};
-        default_type application/json;
-        keepalive_requests 100000;
-        location / { return 500 '{"error":"boom"}'; }
-    }
-
-    server {
-        listen 127.0.0.1:$port{invalid};
-        default_type application/json;
-        keepalive_requests 100000;
-        location / { add_header Content-Length 2; return 200 '{}'; }
-    }
-HTTP
+    dir => "$prefix/mock", user => $user,
+    http => "$mock_conf\n"
+            . broken_server(fail => q{return 500 '{"error":"boom"}';})
+            . broken_server(invalid => q{add_header Content-Length 2; }
+                                       . q{return 200 '{}';})));
 
 TavusProc::spew("$prefix/api.key", "$KEY\n");
 chmod 0600, "$prefix/api.key";
+
+# the gateway's delete locations: /PATH/ID to tavus_pass PASS
+
+my $locations = '';
+
+for my $l ([ k       => 'http://tavus_kept' ],
+           [ d       => "http://127.0.0.1:$port{mock}" ],
+           [ badkey  => 'http://tavus_kept', 'tavus_api_key wrong-key;' ],
+           [ fail    => 'http://tavus_fail' ],
+           [ invalid => 'http://tavus_invalid' ],
+           [ refused => "http://127.0.0.1:$port{refused}" ])
+{
+    my ($path, $pass, @more) = @$l;
+    $locations .= "        location ~ ^/$path/(?<id>[^/]*)\$ {\n"
+                  . "            tavus_delete_replica \$id;\n"
+                  . "            tavus_pass $pass;\n"
+                  . join('', map { "            $_\n" } @more)
+                  . "        }\n";
+}
 
 mkdir "$prefix/gw";
 TavusProc::spew("$prefix/gw/nginx.conf", TavusProc::nginx_conf(
@@ -156,31 +176,7 @@ TavusProc::spew("$prefix/gw/nginx.conf", TavusProc::nginx_conf(
         tavus_connect_timeout 2s;
         tavus_read_timeout 5s;
 
-        location ~ ^/k/(?<id>[^/]*)\$ {
-            tavus_delete_replica \$id;
-            tavus_pass http://tavus_kept;
-        }
-        location ~ ^/d/(?<id>[^/]*)\$ {
-            tavus_delete_replica \$id;
-            tavus_pass http://127.0.0.1:$port{mock};
-        }
-        location ~ ^/badkey/(?<id>[^/]*)\$ {
-            tavus_delete_replica \$id;
-            tavus_pass http://tavus_kept;
-            tavus_api_key wrong-key;
-        }
-        location ~ ^/fail/(?<id>[^/]*)\$ {
-            tavus_delete_replica \$id;
-            tavus_pass http://tavus_fail;
-        }
-        location ~ ^/invalid/(?<id>[^/]*)\$ {
-            tavus_delete_replica \$id;
-            tavus_pass http://tavus_invalid;
-        }
-        location ~ ^/refused/(?<id>[^/]*)\$ {
-            tavus_delete_replica \$id;
-            tavus_pass http://127.0.0.1:$port{refused};
-        }
+$locations
         location = /metrics {
             tavus_metrics;
         }

@@ -103,16 +103,20 @@ passes('key from a variable',
             http => 'map $http_x_tenant $tenant_key { a Var0Secret-A;'
                     . ' default ""; }'));
 
-passes('lone trailing slash', conf("tavus_pass http://127.0.0.1:1/; $keyfile"));
+# tavus_pass URLs, with the key file
 
-passes('host name and port', conf("tavus_pass http://localhost:1; $keyfile"));
+for my $c ([ 'http://127.0.0.1:1/', 'lone trailing slash' ],
+           [ 'http://localhost:1', 'host name and port' ],
+           [ 'https://127.0.0.1:1', 'https' ])
+{
+    my ($url, $name) = @$c;
+    passes($name, conf("tavus_pass $url; $keyfile"));
+}
 
 passes('upstream group',
        conf("tavus_pass http://tavusapi.com; $keyfile",
             http => 'upstream tavusapi.com { server 127.0.0.1:1;'
                     . ' keepalive 4; }'));
-
-passes('https', conf("tavus_pass https://127.0.0.1:1; $keyfile"));
 
 passes('pass and key inherited from http and server',
        conf('', http => $pass, server => $keyfile));
@@ -139,39 +143,32 @@ fails('no key in scope', conf($pass));
 fails('key only in a sibling location',
       conf($pass) =~ s{return 204;}{$keyfile return 204;}r);
 
-fails('tavus_pass with a path', conf("tavus_pass http://127.0.0.1:1/v2; $keyfile"));
-
-fails('tavus_pass with a longer path',
-      conf("tavus_pass http://127.0.0.1:1/v2/replicas/; $keyfile"));
-
-fails('tavus_pass with an unknown scheme',
-      conf("tavus_pass ftp://127.0.0.1:1; $keyfile"));
-
-fails('tavus_pass without a scheme', conf("tavus_pass 127.0.0.1:1; $keyfile"));
+for my $c ([ 'http://127.0.0.1:1/v2', 'with a path' ],
+           [ 'http://127.0.0.1:1/v2/replicas/', 'with a longer path' ],
+           [ 'ftp://127.0.0.1:1', 'with an unknown scheme' ],
+           [ '127.0.0.1:1', 'without a scheme' ])
+{
+    my ($url, $name) = @$c;
+    fails("tavus_pass $name", conf("tavus_pass $url; $keyfile"));
+}
 
 fails('empty inline key', conf("$pass tavus_api_key \"\";"));
 
 fails('inline key with a tab', conf("$pass tavus_api_key \"Inl1neSecret\\tX\";"));
 
-fails('key file with a tab inside',
-      conf("$pass tavus_api_key_file %%PREFIX%%/tab.key;"));
+# key files that are refused (made above), and one that is missing
 
-fails('key file with a CR inside',
-      conf("$pass tavus_api_key_file %%PREFIX%%/cr.key;"));
-
-fails('key file with a LF inside',
-      conf("$pass tavus_api_key_file %%PREFIX%%/lf.key;"));
-
-fails('key file with a NUL inside',
-      conf("$pass tavus_api_key_file %%PREFIX%%/nul.key;"));
-
-fails('empty key file', conf("$pass tavus_api_key_file %%PREFIX%%/empty.key;"));
-
-fails('key file of a lone newline',
-      conf("$pass tavus_api_key_file %%PREFIX%%/newline.key;"));
-
-fails('missing key file',
-      conf("$pass tavus_api_key_file %%PREFIX%%/no-such.key;"));
+for my $c ([ 'tab.key', 'key file with a tab inside' ],
+           [ 'cr.key', 'key file with a CR inside' ],
+           [ 'lf.key', 'key file with a LF inside' ],
+           [ 'nul.key', 'key file with a NUL inside' ],
+           [ 'empty.key', 'empty key file' ],
+           [ 'newline.key', 'key file of a lone newline' ],
+           [ 'no-such.key', 'missing key file' ])
+{
+    my ($file, $name) = @$c;
+    fails($name, conf("$pass tavus_api_key_file %%PREFIX%%/$file;"));
+}
 
 fails('tavus_api_key and tavus_api_key_file at one level',
       conf("$pass tavus_api_key Inl2neSecret-Key; $keyfile"));

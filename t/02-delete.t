@@ -10,7 +10,7 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use JSON::PP;
-use TavusTest;
+use TavusTest qw(delete_location gateway server_block upstream_group);
 
 my $t = TavusTest->new->require_module;
 
@@ -33,37 +33,19 @@ sub no_key_in {
 ###############################################################################
 # through the nginx mock of Tavus
 
-$t->run($t->mock_tavus(name => 'tavus', key => 'tavus-Key_123') . <<'HTTP');
-    log_format gw '$request_id';
+my $api_key = 'tavus_api_key_file %%PREFIX%%/api.key;';
+my $to_mock = 'tavus_pass http://127.0.0.1:%%PORT_tavus%%;';
 
-    upstream tavus_group {
-        server 127.0.0.1:%%PORT_tavus%%;
-        keepalive 4;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_gw%%;
-        access_log %%PREFIX%%/gw.access.log gw;
-
-        location ~ ^/replicas/(?<replica>[^/]*)$ {
-            tavus_delete_replica $replica;
-            tavus_pass http://127.0.0.1:%%PORT_tavus%%;
-            tavus_api_key_file %%PREFIX%%/api.key;
-        }
-
-        location ~ ^/wrong-key/(?<replica>[^/]*)$ {
-            tavus_delete_replica $replica;
-            tavus_pass http://127.0.0.1:%%PORT_tavus%%;
-            tavus_api_key_file %%PREFIX%%/wrong.key;
-        }
-
-        location ~ ^/group/(?<replica>[^/]*)$ {
-            tavus_delete_replica $replica;
-            tavus_pass http://tavus_group;
-            tavus_api_key_file %%PREFIX%%/api.key;
-        }
-    }
-HTTP
+$t->run($t->mock_tavus(name => 'tavus', key => 'tavus-Key_123')
+        . "    log_format gw '\$request_id';\n\n"
+        . upstream_group('tavus_group', [ '127.0.0.1:%%PORT_tavus%%' ],
+                         'keepalive 4;')
+        . server_block('gw', 'access_log %%PREFIX%%/gw.access.log gw;',
+            delete_location('replicas', $to_mock, $api_key),
+            delete_location('wrong-key', $to_mock,
+                            'tavus_api_key_file %%PREFIX%%/wrong.key;'),
+            delete_location('group', 'tavus_pass http://tavus_group;',
+                            $api_key)));
 
 my $r = $t->http(port => $gw, method => 'DELETE',
                  path => '/replicas/rf3073f2dcc1');
@@ -134,23 +116,13 @@ my $ok = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
 my $m = $t->raw_mock(port => $t->port('up'), script => [ [ $ok ] ]);
 my $up = $t->port('up');
 
-$t->run(<<'HTTP');
-    server {
-        listen 127.0.0.1:%%PORT_gw%%;
+my $raw_key = 'tavus_api_key_file %%PREFIX%%/raw.key;';
 
-        location ~ ^/replicas/(?<replica>[^/]*)$ {
-            tavus_delete_replica $replica;
-            tavus_pass http://127.0.0.1:%%PORT_up%%;
-            tavus_api_key_file %%PREFIX%%/raw.key;
-        }
-
-        location ~ ^/slash/(?<replica>[^/]*)$ {
-            tavus_delete_replica $replica;
-            tavus_pass http://127.0.0.1:%%PORT_up%%/;
-            tavus_api_key_file %%PREFIX%%/raw.key;
-        }
-    }
-HTTP
+$t->run(server_block('gw',
+    delete_location('replicas', 'tavus_pass http://127.0.0.1:%%PORT_up%%;',
+                    $raw_key),
+    delete_location('slash', 'tavus_pass http://127.0.0.1:%%PORT_up%%/;',
+                    $raw_key)));
 
 my $expect = "DELETE /v2/replicas/r1 HTTP/1.1\r\n"
              . "Host: 127.0.0.1:$up\r\n"
@@ -191,22 +163,10 @@ $t->stop;
 
 $m = $t->raw_mock(port => $t->port('up2'), script => [ [ $ok ] ]);
 
-$t->run(<<'HTTP');
-    upstream tavusapi.com {
-        server 127.0.0.1:%%PORT_up2%%;
-        keepalive 4;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_gw%%;
-
-        location ~ ^/replicas/(?<replica>[^/]*)$ {
-            tavus_delete_replica $replica;
-            tavus_pass http://tavusapi.com;
-            tavus_api_key grp-Key_2;
-        }
-    }
-HTTP
+$t->run(upstream_group('tavusapi.com', [ '127.0.0.1:%%PORT_up2%%' ],
+                       'keepalive 4;')
+        . gateway('tavus_pass http://tavusapi.com;',
+                  'tavus_api_key grp-Key_2;'));
 
 for my $id (qw(rA rB)) {
     $r = $t->http(port => $gw, method => 'DELETE', path => "/replicas/$id");

@@ -183,6 +183,8 @@ my $SOFT = 'DELETE /v2/replicas/ID HTTP/1.1';
 my $HARD = 'DELETE /v2/replicas/ID?hard=true HTTP/1.1';
 
 my %deleted = (status => 200, outcome => 'deleted');
+my %soft = (%deleted, hard => 0, line => $SOFT);
+my %hard = (%deleted, hard => 1, line => $HARD);
 my %denied = (status => 403, outcome => 'hard_delete_denied', hard => 1,
               line => undef);
 my %invalid = (status => 400, outcome => 'invalid_hard', hard => undef,
@@ -191,16 +193,12 @@ my %invalid = (status => 400, outcome => 'invalid_hard', hard => undef,
 ###############################################################################
 # the default: tavus_hard $arg_hard, hard deletes not allowed
 
-check('default, no flag', path => '/default/ID',
-      %deleted, hard => 0, line => $SOFT);
-check('default, hard=false', path => '/default/ID?hard=false',
-      %deleted, hard => 0, line => $SOFT);
-check('default, hard= (empty)', path => '/default/ID?hard=',
-      %deleted, hard => 0, line => $SOFT);
+check('default, no flag', path => '/default/ID', %soft);
+check('default, hard=false', path => '/default/ID?hard=false', %soft);
+check('default, hard= (empty)', path => '/default/ID?hard=', %soft);
 check('default, other arguments only', path => '/default/ID?hardness=true',
-      %deleted, hard => 0, line => $SOFT);
-check('default, hard=true: denied', path => '/default/ID?hard=true',
-      %denied);
+      %soft);
+check('default, hard=true: denied', path => '/default/ID?hard=true', %denied);
 check('default, hard=true among others: denied',
       path => '/default/ID?a=1&hard=true&b=2', %denied);
 
@@ -217,21 +215,16 @@ for my $value ('TRUE', 'True', '1', 'yes', 'on', '0', 'no', 'FALSE', 'tru',
 # allowed: on (a static value is a flag, in any case, as nginx's are)
 
 for my $loc (qw(on upper_on)) {
-    check("$loc: hard=true", path => "/$loc/ID?hard=true",
-          %deleted, hard => 1, line => $HARD);
-    check("$loc: hard=false", path => "/$loc/ID?hard=false",
-          %deleted, hard => 0, line => $SOFT);
-    check("$loc: hard=", path => "/$loc/ID?hard=",
-          %deleted, hard => 0, line => $SOFT);
-    check("$loc: no flag", path => "/$loc/ID",
-          %deleted, hard => 0, line => $SOFT);
+    check("$loc: hard=true", path => "/$loc/ID?hard=true", %hard);
+    check("$loc: hard=false", path => "/$loc/ID?hard=false", %soft);
+    check("$loc: hard=", path => "/$loc/ID?hard=", %soft);
+    check("$loc: no flag", path => "/$loc/ID", %soft);
 }
 
 # the exact request of a hard delete: only the query is added
 
 {
-    my $r = check('on: exact hard request', path => '/on/ID?hard=true',
-                  %deleted, hard => 1, line => $HARD);
+    my $r = check('on: exact hard request', path => '/on/ID?hard=true', %hard);
     my $id = 'r' . sprintf('%x', $n);
 
     is($t->printable(($m->requests)[-1] // ''),
@@ -251,22 +244,22 @@ for my $value (qw(TRUE 1 yes)) {
 
 for my $loc (qw(off upper_off)) {
     check("$loc: hard=true denied", path => "/$loc/ID?hard=true", %denied);
-    check("$loc: hard=false deleted", path => "/$loc/ID?hard=false",
-          %deleted, hard => 0, line => $SOFT);
+    check("$loc: hard=false deleted", path => "/$loc/ID?hard=false", %soft);
 }
 
 ###############################################################################
 # permission from a map on a header
 
-check('role admin: hard', path => '/role/ID?hard=true',
-      headers => [ 'X-Role' => 'admin' ], %deleted, hard => 1, line => $HARD);
-check('role ops: hard', path => '/role/ID?hard=true',
-      headers => [ 'X-Role' => 'ops' ], %deleted, hard => 1, line => $HARD);
+for my $role (qw(admin ops)) {
+    check("role $role: hard", path => '/role/ID?hard=true',
+          headers => [ 'X-Role' => $role ], %hard);
+}
+
 check('role guest: denied', path => '/role/ID?hard=true',
       headers => [ 'X-Role' => 'guest' ], %denied);
 check('no role: denied', path => '/role/ID?hard=true', %denied);
 check('role guest: soft delete', path => '/role/ID',
-      headers => [ 'X-Role' => 'guest' ], %deleted, hard => 0, line => $SOFT);
+      headers => [ 'X-Role' => 'guest' ], %soft);
 
 # permission from a map on $remote_user (auth_basic)
 
@@ -277,12 +270,11 @@ sub basic {
 }
 
 check('user alice: hard', path => '/user/ID?hard=true',
-      headers => [ basic('alice:alice-pw') ], %deleted, hard => 1,
-      line => $HARD);
+      headers => [ basic('alice:alice-pw') ], %hard);
 check('user bob: denied', path => '/user/ID?hard=true',
       headers => [ basic('bob:bob-pw') ], %denied);
 check('user bob: soft delete', path => '/user/ID?hard=false',
-      headers => [ basic('bob:bob-pw') ], %deleted, hard => 0, line => $SOFT);
+      headers => [ basic('bob:bob-pw') ], %soft);
 
 {
     # no credentials: auth_basic's own 401, before the module
@@ -300,8 +292,7 @@ check('user bob: soft delete', path => '/user/ID?hard=false',
 
 for my $value (qw(on true 1)) {
     check("X-Allow: $value", path => '/allow_hdr/ID?hard=true',
-          headers => [ 'X-Allow' => $value ], %deleted, hard => 1,
-          line => $HARD);
+          headers => [ 'X-Allow' => $value ], %hard);
 }
 
 for my $value (qw(off false 0 yes On ON TRUE onx 11)) {
@@ -315,27 +306,25 @@ check('no X-Allow: denied', path => '/allow_hdr/ID?hard=true', %denied);
 # tavus_hard from another variable, or constant
 
 check('X-Hard: true', path => '/header/ID',
-      headers => [ 'X-Hard' => 'true' ], %deleted, hard => 1, line => $HARD);
+      headers => [ 'X-Hard' => 'true' ], %hard);
 check('X-Hard: false', path => '/header/ID',
-      headers => [ 'X-Hard' => 'false' ], %deleted, hard => 0, line => $SOFT);
+      headers => [ 'X-Hard' => 'false' ], %soft);
 check('X-Hard absent, hard=true in the query: ignored',
-      path => '/header/ID?hard=true', %deleted, hard => 0, line => $SOFT);
-check('X-Hard: yes', path => '/header/ID',
-      headers => [ 'X-Hard' => 'yes' ], %invalid);
-check('X-Hard: TRUE', path => '/header/ID',
-      headers => [ 'X-Hard' => 'TRUE' ], %invalid);
+      path => '/header/ID?hard=true', %soft);
+for my $value (qw(yes TRUE)) {
+    check("X-Hard: $value", path => '/header/ID',
+          headers => [ 'X-Hard' => $value ], %invalid);
+}
 
-check('tavus_hard true, allowed', path => '/always/ID?hard=false',
-      %deleted, hard => 1, line => $HARD);
+check('tavus_hard true, allowed', path => '/always/ID?hard=false', %hard);
 check('tavus_hard true, not allowed: denied', path => '/always_no/ID',
       %denied);
 
 # a value made of two variables: "truetrue" is not a boolean
 
-check('mixed: query only', path => '/mixed/ID?hard=true',
-      %deleted, hard => 1, line => $HARD);
+check('mixed: query only', path => '/mixed/ID?hard=true', %hard);
 check('mixed: header only', path => '/mixed/ID',
-      headers => [ 'X-Hard' => 'true' ], %deleted, hard => 1, line => $HARD);
+      headers => [ 'X-Hard' => 'true' ], %hard);
 check('mixed: both', path => '/mixed/ID?hard=true',
       headers => [ 'X-Hard' => 'true' ], %invalid);
 
@@ -343,11 +332,11 @@ check('mixed: both', path => '/mixed/ID?hard=true',
 # inherited from the server level, and overridden in a location
 
 check('inherited: X-Hard: true, allowed', port => $gw2, path => '/inherit/ID',
-      headers => [ 'X-Hard' => 'true' ], %deleted, hard => 1, line => $HARD);
+      headers => [ 'X-Hard' => 'true' ], %hard);
 check('inherited: the query is not the flag', port => $gw2,
-      path => '/inherit/ID?hard=true', %deleted, hard => 0, line => $SOFT);
+      path => '/inherit/ID?hard=true', %soft);
 check('overridden: X-Hard ignored', port => $gw2, path => '/override/ID',
-      headers => [ 'X-Hard' => 'true' ], %deleted, hard => 0, line => $SOFT);
+      headers => [ 'X-Hard' => 'true' ], %soft);
 check('overridden: hard=true denied', port => $gw2,
       path => '/override/ID?hard=true', %denied);
 

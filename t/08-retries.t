@@ -15,7 +15,7 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use JSON::PP;
-use TavusTest qw(reply chunked delete_location upstream_group);
+use TavusTest qw(reply chunked delete_location server_block upstream_group);
 
 my $t = TavusTest->new->require_module;
 
@@ -65,12 +65,22 @@ my $e429_bare = [ reply('429 Too Many Requests', '') ];
 
 my $deleted = [ 200, { replica_id => 'r1', deleted => $true, hard => $false },
                 [qw(replica_id deleted hard)] ];
-my $error = [ 502, { code => 'upstream_error', replica_id => 'r1',
-                     error => qr/\S/ }, [qw(error code replica_id)] ];
-my $invalid = [ 502, { code => 'upstream_invalid_response',
-                       replica_id => 'r1' }, [qw(error code replica_id)] ];
-my $timeout = [ 504, { code => 'upstream_timeout', replica_id => 'r1' },
-                [qw(error code replica_id)] ];
+
+# an error answer: [ status, fields (the code, the replica and MORE),
+# keys ]
+sub failure {
+    my ($status, $code, %more) = @_;
+    return [ $status, { code => $code, replica_id => 'r1', %more },
+             [qw(error code replica_id)] ];
+}
+
+my $error = failure(502, 'upstream_error', error => qr/\S/);
+my $invalid = failure(502, 'upstream_invalid_response');
+my $timeout = failure(504, 'upstream_timeout');
+my $rate_limited = failure(429, 'rate_limited');
+my $not_found_second = failure(404, 'not_found', error => 'second: no such');
+my $second_chunk = failure(400, 'upstream_client_error',
+                           error => 'second chunk');
 
 my $NI = 'tavus_next_upstream error timeout non_idempotent;';
 
@@ -183,28 +193,20 @@ my @cases = (
       conf => 'tavus_next_upstream http_429 non_idempotent;',
       answer => $deleted, got => [ 1, 1 ], status => '429, 200' },
     { name => '429, without http_429', servers => [ $e429, $ok ],
-      conf => $NI,
-      answer => [ 429, { code => 'rate_limited', replica_id => 'r1' },
-                  [qw(error code replica_id)] ],
+      conf => $NI, answer => $rate_limited,
       got => [ 1, 0 ], status => '429', retry_after => '7' },
 
     # reinit: nothing of the first answer in the second
 
     { name => 'reinit: half the headers, then a 404',
       servers => [ $partial_headers, $e404_second ], conf => $NI,
-      answer => [ 404, { code => 'not_found', replica_id => 'r1',
-                         error => 'second: no such' },
-                  [qw(error code replica_id)] ],
-      got => [ 1, 1 ], status => '502, 404' },
+      answer => $not_found_second, got => [ 1, 1 ], status => '502, 404' },
     { name => 'reinit: half a status line, then a 200',
       servers => [ $partial_status, $ok_chunked ], conf => $NI,
       answer => $deleted, got => [ 1, 1 ], status => '502, 200' },
     { name => 'reinit: half a body, then a chunked 400',
       servers => [ $partial_body, $e400_chunked_second ], conf => $NI,
-      answer => [ 400, { code => 'upstream_client_error', replica_id => 'r1',
-                         error => 'second chunk' },
-                  [qw(error code replica_id)] ],
-      got => [ 1, 1 ], status => '502, 400' },
+      answer => $second_chunk, got => [ 1, 1 ], status => '502, 400' },
     { name => 'reinit: a whole 500, then a chunked 200',
       servers => [ $e500, $ok_chunked ],
       conf => 'tavus_next_upstream http_500 non_idempotent;',
@@ -212,29 +214,20 @@ my @cases = (
     { name => 'reinit: a whole 429, then a 400',
       servers => [ $e429, $e400_second ],
       conf => 'tavus_next_upstream http_429 non_idempotent;',
-      answer => [ 400, { code => 'upstream_client_error', replica_id => 'r1',
-                         error => 'second says no' },
-                  [qw(error code replica_id)] ],
+      answer => failure(400, 'upstream_client_error',
+                        error => 'second says no'),
       got => [ 1, 1 ], status => '429, 400' },
     { name => 'reinit: half a chunked 429, then a chunked 400',
       servers => [ $partial_chunked, $e400_chunked_second ], conf => $NI,
-      answer => [ 400, { code => 'upstream_client_error', replica_id => 'r1',
-                         error => 'second chunk' },
-                  [qw(error code replica_id)] ],
-      got => [ 1, 1 ], status => '502, 400' },
+      answer => $second_chunk, got => [ 1, 1 ], status => '502, 400' },
     { name => 'reinit: a 429 with Retry-After, then one without',
       servers => [ $e429, $e429_bare ],
       conf => 'tavus_next_upstream http_429 non_idempotent;',
-      answer => [ 429, { code => 'rate_limited', replica_id => 'r1' },
-                  [qw(error code replica_id)] ],
-      got => [ 1, 1 ], status => '429, 429' },
+      answer => $rate_limited, got => [ 1, 1 ], status => '429, 429' },
     { name => 'reinit: a whole 503, then a 404',
       servers => [ $e503, $e404_second ],
       conf => 'tavus_next_upstream http_503 non_idempotent;',
-      answer => [ 404, { code => 'not_found', replica_id => 'r1',
-                         error => 'second: no such' },
-                  [qw(error code replica_id)] ],
-      got => [ 1, 1 ], status => '503, 404' },
+      answer => $not_found_second, got => [ 1, 1 ], status => '503, 404' },
 
     # the last try decides the answer
 
@@ -283,23 +276,12 @@ for my $case (@cases) {
                                      $case->{conf} // '');
 }
 
-$t->run(<<"HTTP");
-    log_format retry '\$request_id|\$tavus_outcome|\$upstream_status|'
-                     '\$upstream_addr';
-
-@upstreams
-
-    server {
-        listen 127.0.0.1:%%PORT_gw%%;
-        access_log %%PREFIX%%/retry.log retry;
-
-        tavus_api_key $KEY;
-        tavus_connect_timeout 2s;
-        tavus_read_timeout 5s;
-
-@locations
-    }
-HTTP
+$t->run("    log_format retry '\$request_id|\$tavus_outcome|\$upstream_status|'"
+        . " '\$upstream_addr';\n\n"
+        . join('', @upstreams)
+        . server_block('gw', 'access_log %%PREFIX%%/retry.log retry;',
+                       "tavus_api_key $KEY;", 'tavus_connect_timeout 2s;',
+                       'tavus_read_timeout 5s;', @locations));
 
 my $gw = $t->port('gw');
 

@@ -8,7 +8,7 @@ use warnings;
 
 use lib 't/lib';
 use Test::More;
-use TavusTest qw(reply);
+use TavusTest qw(reply upstream_group);
 
 my $t = TavusTest->new->require_module;
 
@@ -17,11 +17,8 @@ my $KEY = 'iflim-Key_1';
 my $m = $t->raw_mock(port => $t->port('up'),
                      script => [ [ reply('200 OK', '{}') ] ]);
 
-$t->run(<<"HTTP");
-    upstream tavus {
-        server 127.0.0.1:%%PORT_up%%;
-        keepalive 4;
-    }
+$t->run(upstream_group('tavus', [ '127.0.0.1:%%PORT_up%%' ], 'keepalive 4;')
+        . <<"HTTP");
 
     log_format outcome '\$request_uri \$tavus_outcome \$tavus_replica_id';
 

@@ -10,33 +10,21 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use IO::Socket::INET ();
-use TavusTest qw(reply);
+use TavusTest qw(reply delete_location server_block);
 
 my $t = TavusTest->new->require_module;
 
 my $m = $t->raw_mock(port => $t->port('up'),
                      script => [ [ { sleep => 0.5 }, reply('200 OK', '{}') ] ]);
 
-$t->run(<<'HTTP');
-    log_format abort '$request_uri $status $tavus_outcome $upstream_status';
-
-    server {
-        listen 127.0.0.1:%%PORT_gw%%;
-        access_log %%PREFIX%%/abort.log abort;
-
-        tavus_pass http://127.0.0.1:%%PORT_up%%;
-        tavus_api_key abort-Key_1;
-
-        location ~ ^/default/(?<replica>[^/]*)$ {
-            tavus_delete_replica $replica;
-        }
-
-        location ~ ^/ignore/(?<replica>[^/]*)$ {
-            tavus_delete_replica $replica;
-            tavus_ignore_client_abort on;
-        }
-    }
-HTTP
+$t->run("    log_format abort '\$request_uri \$status \$tavus_outcome "
+        . "\$upstream_status';\n\n"
+        . server_block('gw',
+            'access_log %%PREFIX%%/abort.log abort;',
+            'tavus_pass http://127.0.0.1:%%PORT_up%%;',
+            'tavus_api_key abort-Key_1;',
+            delete_location('default'),
+            delete_location('ignore', 'tavus_ignore_client_abort on;')));
 
 # send a delete, wait until the upstream has it, then hang up
 

@@ -35,38 +35,37 @@ server {
 }
 CONF
 
+# the server{} of sites/b.conf, on its own port, around LINES
+
+sub site {
+    my ($lines) = @_;
+    return "server {\n    listen 127.0.0.1:%%PORT_b%%;\n$lines}\n";
+}
+
 # [ name, the site of sites/b.conf (the line at fault ends with "# here"),
 #   the message ]
 
 my @cases = (
-    [ 'no tavus_pass', <<'CONF',
-server {
-    listen 127.0.0.1:%%PORT_b%%;
+    [ 'no tavus_pass', site(<<'CONF'),
     tavus_api_key_file %%PREFIX%%/api.key;
 
     location /b/ {
         tavus_delete_replica $uri; # here
     }
-}
 CONF
       qr{"tavus_delete_replica" in location "/b/" requires "tavus_pass"} ],
 
-    [ 'no key', <<'CONF',
-server {
-    listen 127.0.0.1:%%PORT_b%%;
+    [ 'no key', site(<<'CONF'),
 
     location ~ ^/b/(?<replica>[^/]*)$ {
         tavus_pass http://127.0.0.1:1;
         tavus_delete_replica $replica; # here
     }
-}
 CONF
       qr{"tavus_delete_replica" in location "\^/b/\(\?<replica>\[\^/\]\*\)\$" (?#
          )requires "tavus_api_key" or "tavus_api_key_file"} ],
 
-    [ 'no key, one in a sibling location', <<'CONF',
-server {
-    listen 127.0.0.1:%%PORT_b%%;
+    [ 'no key, one in a sibling location', site(<<'CONF'),
     tavus_pass http://127.0.0.1:1;
 
     location /with-key/ {
@@ -77,13 +76,10 @@ server {
     location /b/ {
         tavus_delete_replica $uri; # here
     }
-}
 CONF
       qr{"tavus_delete_replica" in location "/b/" requires "tavus_api_key"} ],
 
-    [ 'a trusted certificate file that is missing', <<'CONF',
-server {
-    listen 127.0.0.1:%%PORT_b%%;
+    [ 'a trusted certificate file that is missing', site(<<'CONF'),
 
     location /b/ {
         tavus_delete_replica $uri; # here
@@ -91,13 +87,10 @@ server {
         tavus_api_key_file %%PREFIX%%/api.key;
         tavus_ssl_trusted_certificate %%PREFIX%%/no-such.pem;
     }
-}
 CONF
       qr{TLS of location "/b/" cannot be set up \(the reason is above\)} ],
 
-    [ 'a client certificate without its key', <<'CONF',
-server {
-    listen 127.0.0.1:%%PORT_b%%;
+    [ 'a client certificate without its key', site(<<'CONF'),
 
     location /b/ {
         tavus_delete_replica $uri; # here
@@ -105,55 +98,39 @@ server {
         tavus_api_key_file %%PREFIX%%/api.key;
         tavus_ssl_certificate %%PREFIX%%/api.key;
     }
-}
 CONF
       qr{TLS of location "/b/" cannot be set up} ],
 
-    [ 'an undefined key variable', <<'CONF',
-server {
-    listen 127.0.0.1:%%PORT_b%%;
+    [ 'an undefined key variable', site(<<'CONF'),
 
     location /b/ {
         tavus_delete_replica $uri;
         tavus_pass http://127.0.0.1:1;
         tavus_api_key $no_such_key; # here
     }
-}
 CONF
       qr{"tavus_api_key" names a variable that is not defined} ],
 
-    [ 'a key file that is missing', <<'CONF',
-server {
-    listen 127.0.0.1:%%PORT_b%%;
+    [ 'a key file that is missing', site(<<'CONF'),
     tavus_api_key_file %%PREFIX%%/no-such.key; # here
-}
 CONF
       qr{open\(\) ".*/no-such\.key" failed} ],
 
-    [ 'a URL with a path', <<'CONF',
-server {
-    listen 127.0.0.1:%%PORT_b%%;
+    [ 'a URL with a path', site(<<'CONF'),
     tavus_pass https://tavusapi.com/v2; # here
-}
 CONF
       qr{"tavus_pass" URL must not have a path} ],
 
-    [ 'tavus_ssl_name with variables', <<'CONF',
-server {
-    listen 127.0.0.1:%%PORT_b%%;
+    [ 'tavus_ssl_name with variables', site(<<'CONF'),
     tavus_ssl_name $host; # here
-}
 CONF
       qr{"tavus_ssl_name" directive cannot have variables} ],
 
-    [ 'a metrics location without a zone', <<'CONF',
-server {
-    listen 127.0.0.1:%%PORT_b%%;
+    [ 'a metrics location without a zone', site(<<'CONF'),
 
     location /metrics {
         tavus_metrics; # here
     }
-}
 CONF
       qr{"tavus_metrics" directive requires "tavus_metrics_zone"} ],
 );

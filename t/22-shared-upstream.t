@@ -31,7 +31,7 @@ use warnings;
 use lib 't/lib';
 use Test::More;
 use JSON::PP;
-use TavusTest;
+use TavusTest qw(delete_location server_block upstream_group);
 use TavusTLS;
 
 my $t = TavusTest->new->require_module;
@@ -93,129 +93,76 @@ for my $name (sort keys %mocks) {
 $conf .= $t->mock_tavus(name => 'plain', key => $KEY);
 
 for my $name (sort keys %mocks) {
-    my $ka = $mocks{$name}[3] ? "        keepalive 4;\n" : '';
-    $conf .= "    upstream g_$name {\n"
-             . "        server 127.0.0.1:%%PORT_$name%%;\n$ka    }\n\n";
+    $conf .= upstream_group("g_$name", [ "127.0.0.1:%%PORT_$name%%" ],
+                            $mocks{$name}[3] ? 'keepalive 4;' : '');
 }
 
-$conf .= <<'HTTP';
-    upstream tavusapi.test {
-        server 127.0.0.1:%%PORT_names%%;
-    }
+# two groups of the one server of both names
+$conf .= upstream_group('tavusapi.test', [ '127.0.0.1:%%PORT_names%%' ])
+         . upstream_group('other.test', [ '127.0.0.1:%%PORT_names%%' ])
+         . upstream_group('g_plain', [ '127.0.0.1:%%PORT_plain%%' ],
+                          'keepalive 4;');
 
-    upstream other.test {
-        server 127.0.0.1:%%PORT_names%%;
-    }
+$conf .= "\n    log_format gw 'outcome=\$tavus_outcome uri=\$uri "
+         . "status=\$status';\n\n";
 
-    upstream g_plain {
-        server 127.0.0.1:%%PORT_plain%%;
-        keepalive 4;
-    }
+# a delete location as the operator writes it: tavus_pass PASS, the key
+# file, and what else it sets
 
-    log_format gw 'outcome=$tavus_outcome uri=$uri status=$status';
-
-    server {
-        listen 127.0.0.1:%%PORT_gw%%;
-        access_log %%PREFIX%%/gw.access.log gw;
-
-HTTP
-
-# a delete location per group, as the operator writes it
-
-my $tavus = <<"LOC";
-            tavus_api_key_file $p/api.key;
-            tavus_ssl_name tavusapi.test;
-            tavus_ssl_trusted_certificate $root;
-LOC
-
-for my $name (sort keys %mocks) {
-    $conf .= <<"LOC";
-        location ~ ^/$name/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass https://g_$name;
-$tavus        }
-
-LOC
+sub location_on {
+    my ($path, $pass, @directives) = @_;
+    return delete_location($path, "tavus_pass $pass;",
+                           "tavus_api_key_file $p/api.key;", @directives);
 }
 
-# the other delete location of the mixed groups trusts another CA
+# a proxy_pass location on the group of a mock
+sub proxy_location {
+    my ($name, $scheme, @directives) = @_;
+    return "        location /proxy/$name/ {\n"
+           . "            proxy_pass $scheme://g_$name/v2/replicas/;\n"
+           . join('', map { "            $_\n" } @directives)
+           . "        }\n";
+}
 
-$conf .= <<"LOC";
-        location ~ ^/mixed_other/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass https://g_mixed;
-            tavus_api_key_file $p/api.key;
-            tavus_ssl_name tavusapi.test;
-            tavus_ssl_trusted_certificate ${\ $pki->crt('other')};
-        }
+my $ssl_name = 'tavus_ssl_name tavusapi.test;';
+my $trust_root = "tavus_ssl_trusted_certificate $root;";
+my $trust_other = 'tavus_ssl_trusted_certificate ' . $pki->crt('other') . ';';
 
-        location ~ ^/mixed_s_other/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass https://g_mixed_s;
-            tavus_api_key_file $p/api.key;
-            tavus_ssl_name tavusapi.test;
-            tavus_ssl_trusted_certificate ${\ $pki->crt('other')};
-        }
+# a delete location per group, and the other delete location of the
+# mixed groups, which trusts another CA
 
-        location ~ ^/name_a/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass https://tavusapi.test;
-            tavus_api_key_file $p/api.key;
-            tavus_ssl_trusted_certificate $root;
-        }
-
-        location ~ ^/name_b/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass https://other.test;
-            tavus_api_key_file $p/api.key;
-            tavus_ssl_trusted_certificate $root;
-        }
-
-        location ~ ^/plain/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass http://g_plain;
-            tavus_api_key_file $p/api.key;
-        }
-
-        location /proxy/plain/ {
-            proxy_pass http://g_plain/v2/replicas/;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-
-LOC
+my @locations = (
+    (map { location_on($_, "https://g_$_", $ssl_name, $trust_root) }
+         sort keys %mocks),
+    (map { location_on("${_}_other", "https://g_$_", $ssl_name, $trust_other) }
+         qw(mixed mixed_s)),
+    location_on('name_a', 'https://tavusapi.test', $trust_root),
+    location_on('name_b', 'https://other.test', $trust_root),
+    location_on('plain', 'http://g_plain'),
+);
 
 # proxy_pass locations on the same groups: kept-alive connections with
 # verification off (nginx's default), sessions verified against proxyca
 
-for my $name (qw(ka_rogue ka_good)) {
-    $conf .= <<"LOC";
-        location /proxy/$name/ {
-            proxy_pass https://g_$name/v2/replicas/;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
+my @keepalive = ('proxy_http_version 1.1;', 'proxy_set_header Connection "";');
 
-LOC
-}
+push @locations, proxy_location('plain', 'http', @keepalive),
+                 map { proxy_location($_, 'https', @keepalive) }
+                     qw(ka_rogue ka_good);
 
 for my $name (qw(s12_rogue s13_rogue s12_good s13_good mixed_s)) {
     my $ca = $name =~ /rogue/ ? $pki->crt('proxyca') : $root;
-    $conf .= <<"LOC";
-        location /proxy/$name/ {
-            proxy_pass https://g_$name/v2/replicas/;
-            proxy_ssl_verify on;
-            proxy_ssl_trusted_certificate $ca;
-            proxy_ssl_name tavusapi.test;
-            proxy_ssl_server_name on;
-            proxy_ssl_session_reuse on;
-            proxy_ssl_protocols TLSv1.2 TLSv1.3;
-        }
-
-LOC
+    push @locations, proxy_location($name, 'https',
+        'proxy_ssl_verify on;',
+        "proxy_ssl_trusted_certificate $ca;",
+        'proxy_ssl_name tavusapi.test;',
+        'proxy_ssl_server_name on;',
+        'proxy_ssl_session_reuse on;',
+        'proxy_ssl_protocols TLSv1.2 TLSv1.3;');
 }
 
-$conf .= "    }\n";
+$conf .= server_block('gw', 'access_log %%PREFIX%%/gw.access.log gw;',
+                      @locations);
 
 $t->run($conf);
 

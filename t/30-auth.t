@@ -194,35 +194,58 @@ sub denied {
     is($mock->connections, $n, "$name: no new upstream connection");
 }
 
+# a refusal by the module: its JSON answer, and no new upstream connection
+
+sub refused {
+    my ($r, $status, $code, $mock, $n, $name) = @_;
+
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+
+    $t->answer($r, $status, { code => $code }, $name);
+    is($mock->connections, $n, "$name: no new upstream connection");
+}
+
+# a request to the gateway, with these headers
+
+sub gw {
+    my ($method, $path, @headers) = @_;
+    return $t->http(port => $gw, method => $method, path => $path,
+                    headers => [ @headers ]);
+}
+
+# a request over TLS, with the client certificate NAME if one is given
+
+sub tls {
+    my ($method, $path, $name) = @_;
+    return $t->https(port => $tls, method => $method, path => $path,
+                     cacert => $pki->{'ca.crt'},
+                     $name ? (cert => $pki->{"$name.crt"},
+                              key => $pki->{"$name.key"}) : ());
+}
+
 ###############################################################################
 # auth_request
 
 my $m = $up{authreq};
 
-my $r = $t->http(port => $gw, method => 'DELETE', path => '/authreq/replicas/r1');
+my $r = gw(DELETE => '/authreq/replicas/r1');
 denied($r, 401, $m, 0, 'auth_request, no token');
 like($r->{headers}{'www-authenticate'} // '', qr/^Bearer realm="gw"/,
      'auth_request 401: the backend\'s WWW-Authenticate passed on');
 
-$r = $t->http(port => $gw, method => 'DELETE', path => '/authreq/replicas/r1',
-              headers => [ 'X-Token' => 'forbidden' ]);
+$r = gw(DELETE => '/authreq/replicas/r1', 'X-Token' => 'forbidden');
 denied($r, 403, $m, 0, 'auth_request, forbidden token');
 
-$r = $t->http(port => $gw, method => 'DELETE', path => '/authreq/replicas/r1',
-              headers => [ 'X-Token' => 'broken' ]);
+$r = gw(DELETE => '/authreq/replicas/r1', 'X-Token' => 'broken');
 denied($r, 500, $m, 0, 'auth_request, backend error');
 
-$r = $t->http(port => $gw, method => 'DELETE', path => '/authreq/replicas/r1',
-              headers => [ 'X-Token' => 'good' ]);
+$r = gw(DELETE => '/authreq/replicas/r1', 'X-Token' => 'good');
 deleted($r, $m, 'r1', 1, 'auth_request, good token');
 
 # allowed by auth_request is not enough: a client still needs DELETE
 
-$r = $t->http(port => $gw, method => 'GET', path => '/authreq/replicas/r2',
-              headers => [ 'X-Token' => 'good' ]);
-$t->answer($r, 405, { code => 'method_not_allowed' },
-           'auth_request, good token, GET');
-is($m->connections, 1, 'auth_request, GET: no new upstream connection');
+$r = gw(GET => '/authreq/replicas/r2', 'X-Token' => 'good');
+refused($r, 405, 'method_not_allowed', $m, 1, 'auth_request, good token, GET');
 
 my @auth = split /\n/, $t->read_file('authsrv.access.log');
 is(scalar @auth, 5, 'the auth backend was asked once a request');
@@ -236,25 +259,25 @@ like($auth[0] // '', qr{^\S+ /check - /authreq/replicas/r1 },
 
 $m = $up{basic};
 
-$r = $t->http(port => $gw, method => 'DELETE', path => '/basic/replicas/r1');
+$r = gw(DELETE => '/basic/replicas/r1');
 denied($r, 401, $m, 0, 'auth_basic, no credentials');
 is($r->{headers}{'www-authenticate'}, 'Basic realm="tavus"',
    'auth_basic: nginx asks for credentials');
 
-$r = $t->http(port => $gw, method => 'DELETE', path => '/basic/replicas/r1',
-              headers => [ Authorization => basic('alice', 'wrong') ]);
+$r = gw(DELETE => '/basic/replicas/r1',
+        Authorization => basic('alice', 'wrong'));
 denied($r, 401, $m, 0, 'auth_basic, wrong password');
 
-$r = $t->http(port => $gw, method => 'DELETE', path => '/basic/replicas/r1',
-              headers => [ Authorization => basic('carol', 'alice-Pass_1') ]);
+$r = gw(DELETE => '/basic/replicas/r1',
+        Authorization => basic('carol', 'alice-Pass_1'));
 denied($r, 401, $m, 0, 'auth_basic, unknown user');
 
-$r = $t->http(port => $gw, method => 'DELETE', path => '/basic/replicas/r1',
-              headers => [ Authorization => basic('alice', 'alice-Pass_1') ]);
+$r = gw(DELETE => '/basic/replicas/r1',
+        Authorization => basic('alice', 'alice-Pass_1'));
 deleted($r, $m, 'r1', 1, 'auth_basic, alice (apr1)');
 
-$r = $t->http(port => $gw, method => 'DELETE', path => '/basic/replicas/r2',
-              headers => [ Authorization => basic('bob', 'bob-Pass_2') ]);
+$r = gw(DELETE => '/basic/replicas/r2',
+        Authorization => basic('bob', 'bob-Pass_2'));
 deleted($r, $m, 'r2', 2, 'auth_basic, bob ($5$)');
 
 ###############################################################################
@@ -308,34 +331,25 @@ for my $c (@by_address) {
 
 $m = $up{cert};
 
-$r = $t->https(port => $tls, method => 'DELETE', path => '/replicas/r1',
-               cacert => $pki->{'ca.crt'});
+$r = tls(DELETE => '/replicas/r1');
 is($r->{curl_exit}, 0, 'TLS, no client certificate: an HTTP answer')
     or diag($r->{error});
 denied($r, 400, $m, 0, 'TLS, no client certificate');
 like($r->{body}, qr/No required SSL certificate/,
      'TLS, no client certificate: nginx says why');
 
-$r = $t->https(port => $tls, method => 'DELETE', path => '/replicas/r1',
-               cacert => $pki->{'ca.crt'}, cert => $pki->{'rogue.crt'},
-               key => $pki->{'rogue.key'});
+$r = tls(DELETE => '/replicas/r1', 'rogue');
 denied($r, 400, $m, 0, 'TLS, certificate from another CA');
 like($r->{body}, qr/SSL certificate error/,
      'TLS, certificate from another CA: nginx says why');
 
-$r = $t->https(port => $tls, method => 'DELETE', path => '/replicas/r1',
-               cacert => $pki->{'ca.crt'}, cert => $pki->{'client.crt'},
-               key => $pki->{'client.key'});
+$r = tls(DELETE => '/replicas/r1', 'client');
 is($r->{curl_exit}, 0, 'TLS, client certificate: curl succeeded')
     or diag($r->{error});
 deleted($r, $m, 'r1', 1, 'TLS, client certificate');
 
-$r = $t->https(port => $tls, method => 'GET', path => '/replicas/r2',
-               cacert => $pki->{'ca.crt'}, cert => $pki->{'client.crt'},
-               key => $pki->{'client.key'});
-$t->answer($r, 405, { code => 'method_not_allowed' },
-           'TLS, client certificate, GET');
-is($m->connections, 1, 'TLS, GET: no new upstream connection');
+$r = tls(GET => '/replicas/r2', 'client');
+refused($r, 405, 'method_not_allowed', $m, 1, 'TLS, client certificate, GET');
 
 ###############################################################################
 # X-Accel-Redirect from the application to an internal location
@@ -360,24 +374,19 @@ is(join('|', map { lc($_->[0]) . ': ' . $_->[1] }
    'X-Accel-Redirect: the app\'s Cache-Control and Expires replaced');
 
 
-$r = $t->http(port => $gw, method => 'DELETE', path => '/app/replicas/r2',
-              headers => [ 'X-Session' => 'good' ]);
+$r = gw(DELETE => '/app/replicas/r2', 'X-Session' => 'good');
 deleted($r, $m, 'r2', 2, 'X-Accel-Redirect from a DELETE');
 
-$r = $t->http(port => $gw, method => 'GET', path => '/app/replicas/a.b',
-              headers => [ 'X-Session' => 'good' ]);
-$t->answer($r, 400, { code => 'invalid_replica_id' },
-           'X-Accel-Redirect to an invalid id');
-is($m->connections, 2, 'X-Accel-Redirect to an invalid id: no connection');
+$r = gw(GET => '/app/replicas/a.b', 'X-Session' => 'good');
+refused($r, 400, 'invalid_replica_id', $m, 2,
+        'X-Accel-Redirect to an invalid id');
 
 for my $method (qw(DELETE GET)) {
-    $r = $t->http(port => $gw, method => $method,
-                  path => '/internal/replicas/r3');
+    $r = gw($method, '/internal/replicas/r3');
     denied($r, 404, $m, 2, "external $method to the internal location");
 }
 
-$r = $t->http(port => $gw, method => 'HEAD', path => '/app/replicas/r1h',
-              headers => [ 'X-Session' => 'good' ]);
+$r = gw(HEAD => '/app/replicas/r1h', 'X-Session' => 'good');
 is($r->{status}, 200, 'X-Accel-Redirect from a HEAD: 200');
 is($r->{body}, '', 'X-Accel-Redirect from a HEAD: no body');
 is($r->{headers}{'cache-control'}, 'no-store',
@@ -392,15 +401,14 @@ like(($m->requests)[-1] // '', qr{^DELETE /v2/replicas/r1h HTTP/1\.1\r\n},
 $m = $up{public};
 
 for my $method (qw(GET POST PUT)) {
-    $r = $t->http(port => $gw, method => $method,
-                  path => '/public/replicas/r1');
+    $r = gw($method, '/public/replicas/r1');
     $t->answer($r, 405, { code => 'method_not_allowed', error => qr/\S/ },
                "external $method to a public location");
     is($r->{headers}{allow}, 'DELETE', "external $method: Allow: DELETE");
     is($m->connections, 0, "external $method: no upstream connection");
 }
 
-$r = $t->http(port => $gw, method => 'DELETE', path => '/public/replicas/r1');
+$r = gw(DELETE => '/public/replicas/r1');
 deleted($r, $m, 'r1', 1, 'external DELETE to a public location');
 
 ###############################################################################

@@ -80,30 +80,38 @@ case(hard_denied => [ $ok ], 'static', 'r1?hard=true', 'DELETE',
 case(get => [ $ok ], 'static', 'r1', 'GET',
      405, { code => 'method_not_allowed' });
 
-case(echo_400 => [ reply('400 Bad Request',
-                         '{"error":"' . echo($K{static}) . '"}') ],
-     'static', 'r1', 'DELETE',
-     400, { code => 'upstream_client_error', error => $gen400 });
-case(echo_400_file => [ reply('400 Bad Request',
-                              '{"error":"' . echo($K{file}) . '"}') ],
-     'file', 'r1', 'DELETE',
-     400, { code => 'upstream_client_error', error => $gen400 });
+# a delete of r1 whose upstream answers STATUS with the key it received
+# (that of the location of KEY) in the JSON FIELD of its body, and what
+# the client must get instead
+
+sub echo_case {
+    my ($name, $status, $field, $key, $want, @headers) = @_;
+    case($name => [ reply($status, qq({"$field":") . echo($K{$key}) . '"}',
+                          @headers) ],
+         $key, 'r1', 'DELETE', @$want);
+}
+
+my $client_error = [ 400, { code => 'upstream_client_error',
+                            error => $gen400 } ];
+my $rejected_key = [ 502, { code => 'upstream_rejected_key',
+                            error => $genkey } ];
+
+echo_case(echo_400 => '400 Bad Request', error => 'static', $client_error);
+echo_case(echo_400_file => '400 Bad Request', error => 'file', $client_error);
 
 # the key as JSON escapes: cJSON decodes them, the check must come after
 (my $escaped = $K{static}) =~ s/([A-Z])/sprintf('\\u%04x', ord $1)/ge;
 case(echo_400_escaped => [ reply('400 Bad Request',
                                  '{"error":"got x-api-key: ' . $escaped
                                  . '"}') ],
-     'static', 'r1', 'DELETE',
-     400, { code => 'upstream_client_error', error => $gen400 });
+     'static', 'r1', 'DELETE', @$client_error);
 
 # the key past the 512 bytes a message is cut to: cutting must not leave
 # a piece of it
 case(echo_400_long => [ reply('400 Bad Request',
                               '{"error":"' . ('x' x 500) . ' '
                               . echo($K{static}) . '"}') ],
-     'static', 'r1', 'DELETE',
-     400, { code => 'upstream_client_error', error => $gen400 });
+     'static', 'r1', 'DELETE', @$client_error);
 
 # the key split across two chunks
 my $half = int(length($K{static}) / 2);
@@ -112,35 +120,22 @@ my $cut = index($body, $K{static}) + $half;
 case(echo_400_chunked => [ chunked('400 Bad Request',
                                    [ substr($body, 0, $cut),
                                      substr($body, $cut) ]) ],
-     'static', 'r1', 'DELETE',
-     400, { code => 'upstream_client_error', error => $gen400 });
+     'static', 'r1', 'DELETE', @$client_error);
 
-case(echo_401 => [ reply('401 Unauthorized',
-                         '{"message":"' . echo($K{static}) . '"}') ],
-     'static', 'r1', 'DELETE',
-     502, { code => 'upstream_rejected_key', error => $genkey });
-case(echo_403 => [ reply('403 Forbidden',
-                         '{"message":"' . echo($K{file}) . '"}') ],
-     'file', 'r1', 'DELETE',
-     502, { code => 'upstream_rejected_key', error => $genkey });
-case(echo_404 => [ reply('404 Not Found',
-                         '{"error":"' . echo($K{static}) . '"}') ],
-     'static', 'r1', 'DELETE',
-     404, { code => 'not_found', error => 'replica not found' });
-case(echo_418 => [ reply("418 I'm a teapot",
-                         '{"message":"' . echo($K{static}) . '"}') ],
-     'static', 'r1', 'DELETE',
-     418, { code => 'upstream_client_error', error => $gen400 });
-case(echo_429 => [ reply('429 Too Many Requests',
-                         '{"error":"' . echo($K{static}) . '"}',
-                         'Retry-After' => 7,
-                         'X-Echo' => echo($K{static})) ],
-     'static', 'r1', 'DELETE',
-     429, { code => 'rate_limited', error => 'rate limited by the upstream' });
-case(echo_500 => [ reply('500 Internal Server Error',
-                         '{"error":"' . echo($K{static}) . '"}') ],
-     'static', 'r1', 'DELETE',
-     502, { code => 'upstream_error', error => 'the upstream failed' });
+echo_case(echo_401 => '401 Unauthorized', message => 'static', $rejected_key);
+echo_case(echo_403 => '403 Forbidden', message => 'file', $rejected_key);
+echo_case(echo_404 => '404 Not Found', error => 'static',
+          [ 404, { code => 'not_found', error => 'replica not found' } ]);
+echo_case(echo_418 => "418 I'm a teapot", message => 'static',
+          [ 418, { code => 'upstream_client_error', error => $gen400 } ]);
+echo_case(echo_429 => '429 Too Many Requests', error => 'static',
+          [ 429, { code => 'rate_limited',
+                   error => 'rate limited by the upstream' } ],
+          'Retry-After' => 7, 'X-Echo' => echo($K{static}));
+echo_case(echo_500 => '500 Internal Server Error', error => 'static',
+          [ 502, { code => 'upstream_error',
+                   error => 'the upstream failed' } ]);
+
 case(echo_503_text => [ reply('503 Service Unavailable',
                               echo($K{static})) ],
      'static', 'r1', 'DELETE',
@@ -217,6 +212,23 @@ my @tls_locations = map {
   [ tls_wrong_name => 'tlsmock_name', 'wrong.example', 'ca.crt' ],
   [ tls_plain => 'plainmock', undef, 'ca.crt' ];
 
+# the nginx mock with the right key and a wrong one; per-tenant keys from
+# a map; a dry run
+
+my @more_locations = (
+    delete_location('tavus/replicas',
+                    'tavus_pass http://127.0.0.1:%%PORT_tavus%%;',
+                    "tavus_api_key $K{static};"),
+    delete_location('tavus_wrong/replicas',
+                    'tavus_pass http://127.0.0.1:%%PORT_tavus%%;',
+                    "tavus_api_key $K{wrong};"),
+    (map { delete_location("$_/replicas",
+                           "tavus_pass http://127.0.0.1:%%PORT_$_%%;",
+                           'tavus_api_key $tenant_key;',
+                           $_ eq 'dry' ? 'tavus_dry_run on;' : '') }
+         qw(tenant_ok tenant_echo dry)),
+);
+
 $t->run($mock_tavus . <<"HTTP");
     log_format audit escape=json '{"uri":"\$request_uri",'
         '"status":"\$status","user":"\$remote_user",'
@@ -272,37 +284,7 @@ $t->run($mock_tavus . <<"HTTP");
 
 @locations
 
-        location ~ ^/tavus/replicas/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass http://127.0.0.1:%%PORT_tavus%%;
-            tavus_api_key $K{static};
-        }
-
-        location ~ ^/tavus_wrong/replicas/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass http://127.0.0.1:%%PORT_tavus%%;
-            tavus_api_key $K{wrong};
-        }
-
-        location ~ ^/tenant_ok/replicas/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass http://127.0.0.1:%%PORT_tenant_ok%%;
-            tavus_api_key \$tenant_key;
-        }
-
-        location ~ ^/tenant_echo/replicas/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass http://127.0.0.1:%%PORT_tenant_echo%%;
-            tavus_api_key \$tenant_key;
-        }
-
-        location ~ ^/dry/replicas/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass http://127.0.0.1:%%PORT_dry%%;
-            tavus_api_key \$tenant_key;
-            tavus_dry_run on;
-        }
-
+@more_locations
 @tls_locations
     }
 HTTP

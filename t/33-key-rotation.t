@@ -11,7 +11,7 @@ use lib 't/lib';
 use Test::More;
 use POSIX ();
 use Time::HiRes ();
-use TavusTest qw(reply);
+use TavusTest qw(reply delete_location server_block upstream_group);
 
 my $t = TavusTest->new(worker_processes => 2)->require_module;
 
@@ -26,22 +26,10 @@ my $key = $t->write_file('api.key', "$OLD\n");
 ###############################################################################
 # the file's mode
 
-my $conf = <<'HTTP';
-    upstream tavus {
-        server 127.0.0.1:%%PORT_up%%;
-        keepalive 4;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_gw%%;
-
-        location ~ ^/r/(?<replica>[^/]*)$ {
-            tavus_delete_replica $replica;
-            tavus_pass http://tavus;
-            tavus_api_key_file %%PREFIX%%/api.key;
-        }
-    }
-HTTP
+my $conf = upstream_group('tavus', [ '127.0.0.1:%%PORT_up%%' ], 'keepalive 4;')
+           . server_block('gw',
+               delete_location('r', 'tavus_pass http://tavus;',
+                               'tavus_api_key_file %%PREFIX%%/api.key;'));
 
 chmod 0644, $key;
 my ($ok, $out) = $t->nginx_t($conf);

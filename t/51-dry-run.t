@@ -14,7 +14,7 @@ use lib 't/lib';
 use Test::More;
 use JSON::PP;
 use Digest::SHA qw(sha256_hex);
-use TavusTest;
+use TavusTest qw(delete_location server_block);
 use TavusProm;
 
 my $t = TavusTest->new->require_module;
@@ -30,7 +30,10 @@ my $m = $t->raw_mock(port => $t->port('up'), script => [ [
     . "Content-Length: 2\r\n\r\n{}"
 ] ]);
 
-$t->run(<<'HTTP');
+my $DRY = 'tavus_dry_run on;';
+my $LOG = 'access_log %%PREFIX%%/dry.access.log dry;';
+
+my $http = <<'HTTP';
     tavus_metrics_zone tavus 1m;
 
     log_format dry 'uri=$uri outcome=$tavus_outcome hard=$tavus_hard '
@@ -47,15 +50,9 @@ $t->run(<<'HTTP');
     tavus_pass http://127.0.0.1:%%PORT_up%%;
     tavus_api_key dry-Static_1;
 
-    server {
-        listen 127.0.0.1:%%PORT_gw%%;
-        access_log %%PREFIX%%/dry.access.log dry;
-        tavus_metrics_label dry;
+HTTP
 
-        location = /metrics {
-            tavus_metrics;
-        }
-
+my $auth = <<'HTTP';
         location = /auth {
             internal;
             if ($http_x_auth = letmein) {
@@ -63,54 +60,23 @@ $t->run(<<'HTTP');
             }
             return 401;
         }
-
-        location ~ ^/dry/(?<replica>[^/]*)$ {
-            tavus_delete_replica $replica;
-            tavus_dry_run on;
-            tavus_allow_hard_delete $http_x_allow_hard;
-        }
-
-        location ~ ^/tenant/(?<replica>[^/]*)$ {
-            tavus_delete_replica $replica;
-            tavus_dry_run on;
-            tavus_api_key $tenant_key;
-        }
-
-        location ~ ^/authz/(?<replica>[^/]*)$ {
-            auth_request /auth;
-            tavus_delete_replica $replica;
-            tavus_dry_run on;
-        }
-
-        location ~ ^/refused/(?<replica>[^/]*)$ {
-            tavus_delete_replica $replica;
-            tavus_dry_run on;
-            tavus_pass http://127.0.0.1:%%PORT_closed%%;
-        }
-
-        location ~ ^/switch/(?<replica>[^/]*)$ {
-            tavus_delete_replica $replica;
-            tavus_dry_run $arg_dry;
-            tavus_metrics_label switch;
-        }
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_gw2%%;
-        access_log %%PREFIX%%/dry.access.log dry;
-        tavus_metrics_label inherit;
-        tavus_dry_run on;
-
-        location ~ ^/inherited/(?<replica>[^/]*)$ {
-            tavus_delete_replica $replica;
-        }
-
-        location ~ ^/off/(?<replica>[^/]*)$ {
-            tavus_delete_replica $replica;
-            tavus_dry_run off;
-        }
-    }
 HTTP
+
+$t->run($http
+    . server_block('gw', $LOG, 'tavus_metrics_label dry;',
+        'location = /metrics { tavus_metrics; }',
+        $auth,
+        delete_location('dry', $DRY,
+                        'tavus_allow_hard_delete $http_x_allow_hard;'),
+        delete_location('tenant', $DRY, 'tavus_api_key $tenant_key;'),
+        delete_location('authz', 'auth_request /auth;', $DRY),
+        delete_location('refused', $DRY,
+                        'tavus_pass http://127.0.0.1:%%PORT_closed%%;'),
+        delete_location('switch', 'tavus_dry_run $arg_dry;',
+                        'tavus_metrics_label switch;'))
+    . server_block('gw2', $LOG, 'tavus_metrics_label inherit;', $DRY,
+        delete_location('inherited'),
+        delete_location('off', 'tavus_dry_run off;')));
 
 my %count;            # label => outcome => hard => n, as sent
 
@@ -129,65 +95,79 @@ sub req {
                     path => $path, headers => $o{headers} // []);
 }
 
+# the server of each label
+my %port = (dry => $gw, switch => $gw, inherit => $gw2);
+
+# a request to LABEL's server that must be a dry run of ID: its answer,
+# counted as sent
+sub dry_run {
+    my ($label, $path, $id, $hard, $name, %o) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    my $r = req($port{$label}, $path, %o);
+    dry_answer($r, $id, $hard, $name);
+    $count{$label}{dry_run}{$hard}++;
+    return $r;
+}
+
+# a request to LABEL's server that must delete ID for real: its answer,
+# counted as sent
+sub real_delete {
+    my ($label, $path, $id, $name) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    my $r = req($port{$label}, $path);
+    $t->answer($r, 200, { replica_id => $id, deleted => $true },
+               "$name: a real delete");
+    unlike($r->{body}, qr/dry_run/, "$name: no dry_run field");
+    $count{$label}{deleted}{0}++;
+    return $r;
+}
+
+# a request the module refuses: its answer (STATUS, FIELDS with the
+# code), counted as sent, as a hard delete when it asked for one
+sub refusal {
+    my ($label, $path, $status, $fields, $name, %o) = @_;
+    local $Test::Builder::Level = $Test::Builder::Level + 1;
+    my $r = req($port{$label}, $path, %o);
+    $t->answer($r, $status, $fields, $name);
+    $count{$label}{ $fields->{code} }{ $path =~ /[?&]hard=true\b/ ? 1 : 0 }++;
+    return $r;
+}
+
 ###############################################################################
 # tavus_dry_run on: a dry-run answer, nothing upstream
 
-my $r = req($gw, '/dry/rf3073f2dcc1');
-dry_answer($r, 'rf3073f2dcc1', 0, 'dry run');
-$count{dry}{dry_run}{0}++;
-
-$r = req($gw, '/dry/r2?hard=false');
-dry_answer($r, 'r2', 0, 'dry run, hard=false');
-$count{dry}{dry_run}{0}++;
-
-$r = req($gw, '/dry/r3?hard=true', headers => [ 'X-Allow-Hard' => 'on' ]);
-dry_answer($r, 'r3', 1, 'dry run, hard allowed');
-$count{dry}{dry_run}{1}++;
+dry_run(dry => '/dry/rf3073f2dcc1', 'rf3073f2dcc1', 0, 'dry run');
+dry_run(dry => '/dry/r2?hard=false', 'r2', 0, 'dry run, hard=false');
+dry_run(dry => '/dry/r3?hard=true', 'r3', 1, 'dry run, hard allowed',
+        headers => [ 'X-Allow-Hard' => 'on' ]);
 
 # the checks all still apply
 
-$r = req($gw, '/dry/bad.id');
-$t->answer($r, 400, { code => 'invalid_replica_id' }, 'dry run: invalid id');
-$count{dry}{invalid_replica_id}{0}++;
+my $invalid_id = { code => 'invalid_replica_id' };
+my $denied = { code => 'hard_delete_denied' };
+my $misconfigured = { code => 'gateway_misconfigured' };
 
-$r = req($gw, '/dry/' . ('a' x 129));
-$t->answer($r, 400, { code => 'invalid_replica_id' }, 'dry run: 129 bytes');
-$count{dry}{invalid_replica_id}{0}++;
+refusal(dry => '/dry/bad.id', 400, $invalid_id, 'dry run: invalid id');
+refusal(dry => '/dry/' . ('a' x 129), 400, $invalid_id, 'dry run: 129 bytes');
+refusal(dry => '/dry/r4?hard=maybe', 400, { code => 'invalid_hard' },
+        'dry run: invalid hard');
+refusal(dry => '/dry/r5?hard=true', 403, { %$denied, replica_id => 'r5' },
+        'dry run: hard denied');
+refusal(dry => '/dry/r6?hard=true', 403, $denied,
+        'dry run: hard denied ("yes" is not "on")',
+        headers => [ 'X-Allow-Hard' => 'yes' ]);
 
-$r = req($gw, '/dry/r4?hard=maybe');
-$t->answer($r, 400, { code => 'invalid_hard' }, 'dry run: invalid hard');
-$count{dry}{invalid_hard}{0}++;
-
-$r = req($gw, '/dry/r5?hard=true');
-$t->answer($r, 403, { code => 'hard_delete_denied', replica_id => 'r5' },
-           'dry run: hard denied');
-$count{dry}{hard_delete_denied}{1}++;
-
-$r = req($gw, '/dry/r6?hard=true', headers => [ 'X-Allow-Hard' => 'yes' ]);
-$t->answer($r, 403, { code => 'hard_delete_denied' },
-           'dry run: hard denied ("yes" is not "on")');
-$count{dry}{hard_delete_denied}{1}++;
-
-$r = req($gw, '/dry/r7', method => 'GET');
-$t->answer($r, 405, { code => 'method_not_allowed' }, 'dry run: GET');
+my $r = refusal(dry => '/dry/r7', 405, { code => 'method_not_allowed' },
+                'dry run: GET', method => 'GET');
 is($r->{headers}{allow}, 'DELETE', 'dry run: GET: Allow: DELETE');
-$count{dry}{method_not_allowed}{0}++;
 
 # key selection: a map, a missing key and a key with a control byte
 
-$r = req($gw, '/tenant/r8', headers => [ 'X-Tenant' => 'alpha' ]);
-dry_answer($r, 'r8', 0, 'dry run: tenant key');
-$count{dry}{dry_run}{0}++;
-
-$r = req($gw, '/tenant/r9');
-$t->answer($r, 500, { code => 'gateway_misconfigured' },
-           'dry run: empty key');
-$count{dry}{gateway_misconfigured}{0}++;
-
-$r = req($gw, '/tenant/r10', headers => [ 'X-Tenant' => 'tab' ]);
-$t->answer($r, 500, { code => 'gateway_misconfigured' },
-           'dry run: key with a tab');
-$count{dry}{gateway_misconfigured}{0}++;
+dry_run(dry => '/tenant/r8', 'r8', 0, 'dry run: tenant key',
+        headers => [ 'X-Tenant' => 'alpha' ]);
+refusal(dry => '/tenant/r9', 500, $misconfigured, 'dry run: empty key');
+refusal(dry => '/tenant/r10', 500, $misconfigured, 'dry run: key with a tab',
+        headers => [ 'X-Tenant' => 'tab' ]);
 
 # nginx's own authentication first: its answer, the module never runs
 
@@ -195,32 +175,24 @@ $r = req($gw, '/authz/r11');
 is($r->{status}, 401, 'dry run: auth_request denies: 401');
 unlike($r->{body}, qr/dry_run/, 'dry run: auth_request denies: no dry run');
 
-$r = req($gw, '/authz/r12', headers => [ 'X-Auth' => 'letmein' ]);
-dry_answer($r, 'r12', 0, 'dry run: auth_request allows');
-$count{dry}{dry_run}{0}++;
+dry_run(dry => '/authz/r12', 'r12', 0, 'dry run: auth_request allows',
+        headers => [ 'X-Auth' => 'letmein' ]);
 
 # even with the upstream down: no connection is tried
 
-$r = req($gw, '/refused/r13');
-dry_answer($r, 'r13', 0, 'dry run: upstream down');
-$count{dry}{dry_run}{0}++;
+dry_run(dry => '/refused/r13', 'r13', 0, 'dry run: upstream down');
 
 # inherited from the server, and turned off in a location
 
-$r = req($gw2, '/inherited/r14');
-dry_answer($r, 'r14', 0, 'dry run inherited from server{}');
-$count{inherit}{dry_run}{0}++;
+dry_run(inherit => '/inherited/r14', 'r14', 0,
+        'dry run inherited from server{}');
 
 is($m->connections, 0, 'dry runs and refusals: no upstream connection');
 is(scalar($m->requests), 0, 'dry runs and refusals: no upstream request');
 unlike($t->error_log, qr/connect\(\) failed|upstream/,
        'dry runs: nothing about an upstream in the error log');
 
-$r = req($gw2, '/off/r15');
-$t->answer($r, 200, { replica_id => 'r15', deleted => $true },
-           'tavus_dry_run off in a location: a real delete');
-unlike($r->{body}, qr/dry_run/, 'a real delete: no dry_run field');
-$count{inherit}{deleted}{0}++;
+real_delete(inherit => '/off/r15', 'r15', 'tavus_dry_run off in a location');
 
 is($m->connections, 1, 'tavus_dry_run off: one upstream connection');
 
@@ -241,28 +213,22 @@ for my $s (@switch) {
     my $id = 'r5' . $n++;
     my $before = $m->connections;
 
-    $r = req($gw, "/switch/$id" . ($query ne '' ? "?$query" : ''));
+    my $path = "/switch/$id" . ($query ne '' ? "?$query" : '');
 
     if ($dry) {
-        dry_answer($r, $id, 0, "switch \"$query\": dry run");
+        dry_run(switch => $path, $id, 0, "switch \"$query\": dry run");
         is($m->connections, $before, "switch \"$query\": no connection");
-        $count{switch}{dry_run}{0}++;
     } else {
-        $t->answer($r, 200, { replica_id => $id, deleted => $true },
-                   "switch \"$query\": a real delete");
-        unlike($r->{body}, qr/dry_run/, "switch \"$query\": no dry_run");
+        real_delete(switch => $path, $id, "switch \"$query\"");
         is($m->connections, $before + 1, "switch \"$query\": a connection");
         push @real, $id;
-        $count{switch}{deleted}{0}++;
     }
 }
 
 # a dry run with hard=true through the switch
 
-$r = req($gw, '/switch/r60?dry=1&hard=true');
-$t->answer($r, 403, { code => 'hard_delete_denied' },
-           'switch: a dry run is still denied hard');
-$count{switch}{hard_delete_denied}{1}++;
+refusal(switch => '/switch/r60?dry=1&hard=true', 403, $denied,
+        'switch: a dry run is still denied hard');
 
 is(join(' ', map { m{^DELETE /v2/replicas/(\S+) } ? $1 : '?' }
              $m->requests),
@@ -358,18 +324,10 @@ $t->stop;
 # whatever the module does, it must never mean a real delete
 
 for my $value (qw(yes ON)) {
-    my $conf = <<"HTTP";
-    server {
-        listen 127.0.0.1:%%PORT_gw%%;
-
-        location ~ ^/static/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass http://127.0.0.1:%%PORT_up2%%;
-            tavus_api_key dry-Static_1;
-            tavus_dry_run $value;
-        }
-    }
-HTTP
+    my $conf = server_block('gw',
+        delete_location('static', 'tavus_pass http://127.0.0.1:%%PORT_up2%%;',
+                        'tavus_api_key dry-Static_1;',
+                        "tavus_dry_run $value;"));
 
     my ($ok, $out) = $t->nginx_t($conf);
 

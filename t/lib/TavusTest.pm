@@ -130,6 +130,11 @@ package TavusTest;
 #                                     with delete_location('replicas', ...) }
 #   upstream_group(NAME, [ ADDRESS, ... ], DIRECTIVE, ...)
 #                                     upstream NAME { server ADDRESS; ... }
+#   server_block(LISTEN, ITEM, ...)   server { listen 127.0.0.1:%%PORT_name%%;
+#                                     ITEM ... }: LISTEN is the port's name
+#                                     and any listen parameters ('gw ssl');
+#                                     an ITEM is a directive, or a block
+#                                     such as delete_location()
 #
 # logs, and waiting
 #
@@ -176,7 +181,8 @@ use strict;
 use warnings;
 
 use Exporter 'import';
-our @EXPORT_OK = qw(reply chunked delete_location upstream_group gateway);
+our @EXPORT_OK = qw(reply chunked delete_location upstream_group gateway
+                    server_block);
 
 use Test::More ();
 use File::Temp ();
@@ -1209,6 +1215,30 @@ sub upstream_group {
     return "    upstream $name {\n"
            . join('', map { "        server $_;\n" } @$servers)
            . join('', map { "        $_\n" } grep { length } @directives)
+           . "    }\n";
+}
+
+#   server_block(LISTEN, ITEM, ...)
+#
+#       server {
+#           listen 127.0.0.1:%%PORT_NAME%% PARAMETER ...;
+#           ITEM
+#       }
+#
+# LISTEN is "NAME PARAMETER ...": the port's name, then any parameters of
+# listen ("gw reuseport", "tls ssl").  An ITEM of one line is a directive
+# (or a block written on one line); one of several lines, such as what
+# delete_location() returns, is put in as it is, after a blank line.
+
+sub server_block {
+    my ($listen, @items) = @_;
+    my ($port, @parameters) = split ' ', $listen;
+
+    return "    server {\n"
+           . "        listen "
+           . join(' ', "127.0.0.1:%%PORT_$port%%", @parameters) . ";\n"
+           . join('', map { /\n/ ? "\n$_" : "        $_\n" }
+                      grep { length } @items)
            . "    }\n";
 }
 

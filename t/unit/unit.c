@@ -40,120 +40,151 @@ static int  failed;
 static ngx_str_t  request_id = ngx_string("0123456789abcdef0123456789abcdef");
 
 
+/* a check of a string: what a function of (data, len) must return */
+
+typedef struct {
+    u_char      *data;
+    size_t       len;
+    ngx_int_t    rc;
+    const char  *name;
+} str_case_t;
+
+
+static void
+check_strings(ngx_int_t (*f)(u_char *data, size_t len), str_case_t *c,
+    size_t n)
+{
+    for ( /* void */ ; n; n--, c++) {
+        ok(f(c->data, c->len) == c->rc, c->name);
+    }
+}
+
+
+#define check_table(f, cases)                                                 \
+    check_strings(f, cases, sizeof(cases) / sizeof(cases[0]))
+
+
 static void
 test_replica_id(void)
 {
-    u_char  id[130];
+    static u_char  id[130];
+
+    str_case_t  cases[] = {
+        { S("rf3073f2dcc1"), NGX_OK, "id: a Tavus id" },
+        { S("A-z_0-9"), NGX_OK, "id: all classes" },
+        { S(""), NGX_DECLINED, "id: empty" },
+        { id, 1, NGX_OK, "id: 1 byte" },
+        { id, 128, NGX_OK, "id: 128 bytes" },
+        { id, 129, NGX_DECLINED, "id: 129 bytes" },
+        { S("a.b"), NGX_DECLINED, "id: dot" },
+        { S("a/b"), NGX_DECLINED, "id: slash" },
+        { S(".."), NGX_DECLINED, "id: dot dot" },
+        { S("a%2Fb"), NGX_DECLINED, "id: percent" },
+        { S("a b"), NGX_DECLINED, "id: space" },
+        { S("a?hard=true"), NGX_DECLINED, "id: query" },
+        { S("a\0b"), NGX_DECLINED, "id: NUL" },
+        { S("r\xc3\xa9"), NGX_DECLINED, "id: non-ASCII" },
+        { S("a\r\nb"), NGX_DECLINED, "id: CRLF" },
+    };
 
     ngx_memset(id, 'a', sizeof(id));
 
-    ok(ngx_http_tavus_valid_replica_id(S("rf3073f2dcc1")) == NGX_OK,
-       "id: a Tavus id");
-    ok(ngx_http_tavus_valid_replica_id(S("A-z_0-9")) == NGX_OK,
-       "id: all classes");
-    ok(ngx_http_tavus_valid_replica_id(S("")) == NGX_DECLINED, "id: empty");
-    ok(ngx_http_tavus_valid_replica_id(id, 1) == NGX_OK, "id: 1 byte");
-    ok(ngx_http_tavus_valid_replica_id(id, 128) == NGX_OK, "id: 128 bytes");
-    ok(ngx_http_tavus_valid_replica_id(id, 129) == NGX_DECLINED,
-       "id: 129 bytes");
-    ok(ngx_http_tavus_valid_replica_id(S("a.b")) == NGX_DECLINED, "id: dot");
-    ok(ngx_http_tavus_valid_replica_id(S("a/b")) == NGX_DECLINED,
-       "id: slash");
-    ok(ngx_http_tavus_valid_replica_id(S("..")) == NGX_DECLINED,
-       "id: dot dot");
-    ok(ngx_http_tavus_valid_replica_id(S("a%2Fb")) == NGX_DECLINED,
-       "id: percent");
-    ok(ngx_http_tavus_valid_replica_id(S("a b")) == NGX_DECLINED,
-       "id: space");
-    ok(ngx_http_tavus_valid_replica_id(S("a?hard=true")) == NGX_DECLINED,
-       "id: query");
-    ok(ngx_http_tavus_valid_replica_id(S("a\0b")) == NGX_DECLINED,
-       "id: NUL");
-    ok(ngx_http_tavus_valid_replica_id(S("r\xc3\xa9")) == NGX_DECLINED,
-       "id: non-ASCII");
-    ok(ngx_http_tavus_valid_replica_id(S("a\r\nb")) == NGX_DECLINED,
-       "id: CRLF");
+    check_table(ngx_http_tavus_valid_replica_id, cases);
 }
 
 
 static void
 test_hard(void)
 {
-    ok(ngx_http_tavus_parse_hard(S("")) == 0, "hard: empty is false");
-    ok(ngx_http_tavus_parse_hard(S("false")) == 0, "hard: false");
-    ok(ngx_http_tavus_parse_hard(S("true")) == 1, "hard: true");
-    ok(ngx_http_tavus_parse_hard(S("TRUE")) == NGX_ERROR, "hard: TRUE");
-    ok(ngx_http_tavus_parse_hard(S("1")) == NGX_ERROR, "hard: 1");
-    ok(ngx_http_tavus_parse_hard(S("yes")) == NGX_ERROR, "hard: yes");
-    ok(ngx_http_tavus_parse_hard(S("truex")) == NGX_ERROR, "hard: truex");
-    ok(ngx_http_tavus_parse_hard(S("tru")) == NGX_ERROR, "hard: tru");
+    str_case_t  hard[] = {
+        { S(""), 0, "hard: empty is false" },
+        { S("false"), 0, "hard: false" },
+        { S("true"), 1, "hard: true" },
+        { S("TRUE"), NGX_ERROR, "hard: TRUE" },
+        { S("1"), NGX_ERROR, "hard: 1" },
+        { S("yes"), NGX_ERROR, "hard: yes" },
+        { S("truex"), NGX_ERROR, "hard: truex" },
+        { S("tru"), NGX_ERROR, "hard: tru" },
+    };
 
-    ok(ngx_http_tavus_parse_switch(S("on")) == 1, "switch: on");
-    ok(ngx_http_tavus_parse_switch(S("true")) == 1, "switch: true");
-    ok(ngx_http_tavus_parse_switch(S("1")) == 1, "switch: 1");
-    ok(ngx_http_tavus_parse_switch(S("off")) == 0, "switch: off");
-    ok(ngx_http_tavus_parse_switch(S("")) == 0, "switch: empty");
-    ok(ngx_http_tavus_parse_switch(S("ON")) == 0, "switch: ON");
-    ok(ngx_http_tavus_parse_switch(S("11")) == 0, "switch: 11");
+    str_case_t  on[] = {
+        { S("on"), 1, "switch: on" },
+        { S("true"), 1, "switch: true" },
+        { S("1"), 1, "switch: 1" },
+        { S("off"), 0, "switch: off" },
+        { S(""), 0, "switch: empty" },
+        { S("ON"), 0, "switch: ON" },
+        { S("11"), 0, "switch: 11" },
+    };
+
+    check_table(ngx_http_tavus_parse_hard, hard);
+    check_table(ngx_http_tavus_parse_switch, on);
 }
 
 
 static void
 test_key(void)
 {
-    ok(ngx_http_tavus_valid_key(S("abc123")) == NGX_OK, "key: plain");
-    ok(ngx_http_tavus_valid_key(S("a b")) == NGX_OK, "key: inner space");
-    ok(ngx_http_tavus_valid_key(S("")) == NGX_DECLINED, "key: empty");
-    ok(ngx_http_tavus_valid_key(S("ab\rc")) == NGX_DECLINED, "key: CR");
-    ok(ngx_http_tavus_valid_key(S("ab\nc")) == NGX_DECLINED, "key: LF");
-    ok(ngx_http_tavus_valid_key(S("ab\tc")) == NGX_DECLINED, "key: tab");
-    ok(ngx_http_tavus_valid_key(S("ab\0c")) == NGX_DECLINED, "key: NUL");
-    ok(ngx_http_tavus_valid_key(S("ab\x7f")) == NGX_DECLINED, "key: DEL");
-    ok(ngx_http_tavus_valid_key(S("ab\xef\xbf\xbd")) == NGX_DECLINED,
-       "key: non-ASCII");
-    ok(ngx_http_tavus_valid_key(S(" ab")) == NGX_DECLINED,
-       "key: leading space");
-    ok(ngx_http_tavus_valid_key(S("ab ")) == NGX_DECLINED,
-       "key: trailing space");
-}
+    str_case_t  cases[] = {
+        { S("abc123"), NGX_OK, "key: plain" },
+        { S("a b"), NGX_OK, "key: inner space" },
+        { S(""), NGX_DECLINED, "key: empty" },
+        { S("ab\rc"), NGX_DECLINED, "key: CR" },
+        { S("ab\nc"), NGX_DECLINED, "key: LF" },
+        { S("ab\tc"), NGX_DECLINED, "key: tab" },
+        { S("ab\0c"), NGX_DECLINED, "key: NUL" },
+        { S("ab\x7f"), NGX_DECLINED, "key: DEL" },
+        { S("ab\xef\xbf\xbd"), NGX_DECLINED, "key: non-ASCII" },
+        { S(" ab"), NGX_DECLINED, "key: leading space" },
+        { S("ab "), NGX_DECLINED, "key: trailing space" },
+    };
 
-
-static int
-clean_is(u_char *in, size_t len, size_t max, const char *expect)
-{
-    u_char  out[1024];
-    size_t  n;
-
-    n = ngx_http_tavus_utf8_clean(out, in, len, max);
-
-    return n == strlen(expect) && ngx_memcmp(out, expect, n) == 0;
+    check_table(ngx_http_tavus_valid_key, cases);
 }
 
 
 static void
 test_utf8(void)
 {
-    ok(clean_is(S("hello"), 512, "hello"), "utf8: ASCII");
-    ok(clean_is(S("caf\xc3\xa9"), 512, "caf\xc3\xa9"), "utf8: 2 bytes");
-    ok(clean_is(S("\xe2\x82\xac"), 512, "\xe2\x82\xac"), "utf8: 3 bytes");
-    ok(clean_is(S("\xf0\x9f\x98\x80"), 512, "\xf0\x9f\x98\x80"),
-       "utf8: 4 bytes");
-    ok(clean_is(S("a\xffz"), 512, "a\xef\xbf\xbdz"), "utf8: 0xff replaced");
-    ok(clean_is(S("\xc0\x80"), 512, "\xef\xbf\xbd\xef\xbf\xbd"),
-       "utf8: overlong replaced");
-    ok(clean_is(S("\xed\xa0\x80"), 512,
-                "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"),
-       "utf8: surrogate replaced");
-    ok(clean_is(S("\xf4\x90\x80\x80"), 512,
-                "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"),
-       "utf8: above U+10FFFF replaced");
-    ok(clean_is(S("ab\xe2\x82"), 512, "ab\xef\xbf\xbd\xef\xbf\xbd"),
-       "utf8: truncated sequence replaced");
-    ok(clean_is(S("abc\xe2\x82\xac"), 5, "abc"),
-       "utf8: cut before a split character");
-    ok(clean_is(S("abc\xe2\x82\xac"), 6, "abc\xe2\x82\xac"),
-       "utf8: cut after a whole character");
-    ok(clean_is(S("ab\xff"), 4, "ab"), "utf8: replacement over the limit");
+    size_t   i, n;
+    u_char   out[1024];
+
+    static const struct {
+        u_char      *in;
+        size_t       len;
+        size_t       max;
+        const char  *expect;
+        const char  *name;
+    } cases[] = {
+        { S("hello"), 512, "hello", "utf8: ASCII" },
+        { S("caf\xc3\xa9"), 512, "caf\xc3\xa9", "utf8: 2 bytes" },
+        { S("\xe2\x82\xac"), 512, "\xe2\x82\xac", "utf8: 3 bytes" },
+        { S("\xf0\x9f\x98\x80"), 512, "\xf0\x9f\x98\x80", "utf8: 4 bytes" },
+        { S("a\xffz"), 512, "a\xef\xbf\xbdz", "utf8: 0xff replaced" },
+        { S("\xc0\x80"), 512, "\xef\xbf\xbd\xef\xbf\xbd",
+          "utf8: overlong replaced" },
+        { S("\xed\xa0\x80"), 512, "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd",
+          "utf8: surrogate replaced" },
+        { S("\xf4\x90\x80\x80"), 512,
+          "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd",
+          "utf8: above U+10FFFF replaced" },
+        { S("ab\xe2\x82"), 512, "ab\xef\xbf\xbd\xef\xbf\xbd",
+          "utf8: truncated sequence replaced" },
+        { S("abc\xe2\x82\xac"), 5, "abc",
+          "utf8: cut before a split character" },
+        { S("abc\xe2\x82\xac"), 6, "abc\xe2\x82\xac",
+          "utf8: cut after a whole character" },
+        { S("ab\xff"), 4, "ab", "utf8: replacement over the limit" },
+    };
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        n = ngx_http_tavus_utf8_clean(out, cases[i].in, cases[i].len,
+                                      cases[i].max);
+
+        ok(n == strlen(cases[i].expect)
+           && ngx_memcmp(out, cases[i].expect, n) == 0, cases[i].name);
+    }
+
     ok(ngx_http_tavus_utf8_clean(NULL, NULL, 0, 512) == 0,
        "utf8: nothing from nothing, NULL included");
 }
@@ -259,88 +290,92 @@ translate_is(ngx_uint_t status, const char *body, ngx_uint_t estatus,
 }
 
 
+#define GENERIC_400  "the upstream rejected the request"
+
+
 static void
 test_translate(void)
 {
-    char  deep[4096], big[2048];
-    int   i;
+    char    deep[4096], big[2048];
+    int     i;
+    size_t  k;
 
-    ok(translate_is(200, "", 200, NULL, NULL), "200 empty: deleted");
-    ok(translate_is(200, "{\"x\":1}", 200, NULL, NULL), "200: deleted");
-    ok(translate_is(204, "", 200, NULL, NULL), "204: deleted");
+    /* an upstream status and body, and the answer's status, code (NULL: a
+     * deletion) and message (NULL: not checked) */
 
-    ok(translate_is(400, "{\"error\":\"Invalid replica_id\"}", 400,
-                    "upstream_client_error", "Invalid replica_id"),
-       "400: message carried");
-    ok(translate_is(400, "not json", 400, "upstream_client_error",
-                    "the upstream rejected the request"),
-       "400 not JSON: generic message");
-    ok(translate_is(401, "{\"message\":\"Invalid access token\"}", 502,
-                    "upstream_rejected_key",
-                    "the upstream rejected the gateway's API key"),
-       "401: rejected key, generic message");
-    ok(translate_is(403, "", 502, "upstream_rejected_key", NULL),
-       "403: rejected key");
-    ok(translate_is(404, "{\"message\":\"no such replica\"}", 404,
-                    "not_found", "no such replica"),
-       "404: not found, message carried");
-    ok(translate_is(429, "", 429, "rate_limited", NULL), "429: rate limited");
-    ok(translate_is(418, "{\"error\":\"teapot\"}", 418,
-                    "upstream_client_error", "teapot"),
-       "418: same status");
-    ok(translate_is(500, "{\"error\":\"boom\"}", 502, "upstream_error",
-                    "the upstream failed"),
-       "500: upstream error, generic");
-    ok(translate_is(503, "", 502, "upstream_error", NULL), "503");
-    ok(translate_is(302, "", 502, "upstream_error", NULL), "302");
+    static const struct {
+        ngx_uint_t   status;
+        const char  *body;
+        ngx_uint_t   estatus;
+        const char  *ecode;
+        const char  *emessage;
+        const char  *name;
+    } cases[] = {
+        { 200, "", 200, NULL, NULL, "200 empty: deleted" },
+        { 200, "{\"x\":1}", 200, NULL, NULL, "200: deleted" },
+        { 204, "", 200, NULL, NULL, "204: deleted" },
 
-    ok(translate_is(400, "[\"error\"]", 400, "upstream_client_error",
-                    "the upstream rejected the request"),
-       "array root");
-    ok(translate_is(400, "{\"error\":42}", 400, "upstream_client_error",
-                    "the upstream rejected the request"),
-       "error is a number");
-    ok(translate_is(400, "{\"error\":null,\"message\":\"m\"}", 400,
-                    "upstream_client_error", "m"),
-       "error null, message used");
-    ok(translate_is(400, "{\"error\":\"x\"", 400, "upstream_client_error",
-                    "the upstream rejected the request"),
-       "unterminated object");
-    ok(translate_is(400, "{\"error\":\"x", 400, "upstream_client_error",
-                    "the upstream rejected the request"),
-       "unterminated string");
-    ok(translate_is(400, "{\"error\":\"a\\u0000b\"}", 400,
-                    "upstream_client_error", "a"),
-       "\\u0000 ends the message");
-    ok(translate_is(400, "{\"error\":\"x\"} trailing", 400,
-                    "upstream_client_error",
-                    "the upstream rejected the request"),
-       "garbage after the document");
-    ok(translate_is(400, "{\"error\":\"line\\nbreak \\\"q\\\" \\\\\"}", 400,
-                    "upstream_client_error", "line\nbreak \"q\" \\"),
-       "escapes survive the round trip");
-    ok(translate_is(400, "{\"n\":1e999999,\"error\":\"big\"}", 400,
-                    "upstream_client_error", "big"),
-       "huge number");
-    ok(translate_is(400, "{\"error\":\"bad key sk-SECRET here\"}", 400,
-                    "upstream_client_error",
-                    "the upstream rejected the request"),
-       "a message with the key is replaced");
-    ok(translate_is(400, "{\"error\":\"bad key sk-\\u0053ECRET\"}", 400,
-                    "upstream_client_error",
-                    "the upstream rejected the request"),
-       "a message with the key escaped is replaced");
-    ok(translate_is(400, "{\"error\":\"\xff\xfe\"}", 400,
-                    "upstream_client_error", "\xef\xbf\xbd\xef\xbf\xbd"),
-       "invalid UTF-8 replaced");
+        { 400, "{\"error\":\"Invalid replica_id\"}", 400,
+          "upstream_client_error", "Invalid replica_id",
+          "400: message carried" },
+        { 400, "not json", 400, "upstream_client_error", GENERIC_400,
+          "400 not JSON: generic message" },
+        { 401, "{\"message\":\"Invalid access token\"}", 502,
+          "upstream_rejected_key",
+          "the upstream rejected the gateway's API key",
+          "401: rejected key, generic message" },
+        { 403, "", 502, "upstream_rejected_key", NULL, "403: rejected key" },
+        { 404, "{\"message\":\"no such replica\"}", 404, "not_found",
+          "no such replica", "404: not found, message carried" },
+        { 429, "", 429, "rate_limited", NULL, "429: rate limited" },
+        { 418, "{\"error\":\"teapot\"}", 418, "upstream_client_error",
+          "teapot", "418: same status" },
+        { 500, "{\"error\":\"boom\"}", 502, "upstream_error",
+          "the upstream failed", "500: upstream error, generic" },
+        { 503, "", 502, "upstream_error", NULL, "503" },
+        { 302, "", 502, "upstream_error", NULL, "302" },
+
+        { 400, "[\"error\"]", 400, "upstream_client_error", GENERIC_400,
+          "array root" },
+        { 400, "{\"error\":42}", 400, "upstream_client_error", GENERIC_400,
+          "error is a number" },
+        { 400, "{\"error\":null,\"message\":\"m\"}", 400,
+          "upstream_client_error", "m", "error null, message used" },
+        { 400, "{\"error\":\"x\"", 400, "upstream_client_error",
+          GENERIC_400, "unterminated object" },
+        { 400, "{\"error\":\"x", 400, "upstream_client_error", GENERIC_400,
+          "unterminated string" },
+        { 400, "{\"error\":\"a\\u0000b\"}", 400, "upstream_client_error",
+          "a", "\\u0000 ends the message" },
+        { 400, "{\"error\":\"x\"} trailing", 400, "upstream_client_error",
+          GENERIC_400, "garbage after the document" },
+        { 400, "{\"error\":\"line\\nbreak \\\"q\\\" \\\\\"}", 400,
+          "upstream_client_error", "line\nbreak \"q\" \\",
+          "escapes survive the round trip" },
+        { 400, "{\"n\":1e999999,\"error\":\"big\"}", 400,
+          "upstream_client_error", "big", "huge number" },
+        { 400, "{\"error\":\"bad key sk-SECRET here\"}", 400,
+          "upstream_client_error", GENERIC_400,
+          "a message with the key is replaced" },
+        { 400, "{\"error\":\"bad key sk-\\u0053ECRET\"}", 400,
+          "upstream_client_error", GENERIC_400,
+          "a message with the key escaped is replaced" },
+        { 400, "{\"error\":\"\xff\xfe\"}", 400, "upstream_client_error",
+          "\xef\xbf\xbd\xef\xbf\xbd", "invalid UTF-8 replaced" },
+    };
+
+    for (k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        ok(translate_is(cases[k].status, cases[k].body, cases[k].estatus,
+                        cases[k].ecode, cases[k].emessage),
+           cases[k].name);
+    }
 
     for (i = 0; i < 2000; i++) {
         deep[i] = '[';
     }
     deep[i] = '\0';
 
-    ok(translate_is(400, deep, 400, "upstream_client_error",
-                    "the upstream rejected the request"),
+    ok(translate_is(400, deep, 400, "upstream_client_error", GENERIC_400),
        "deep nesting");
 
     ngx_memcpy(big, "{\"error\":\"", 10);
@@ -474,13 +509,43 @@ test_random(void)
 }
 
 
+/* the rc of ngx_http_tavus_key_variable(), for a table */
+
+static ngx_int_t
+key_variable(u_char *data, size_t len)
+{
+    ngx_str_t  name;
+
+    return ngx_http_tavus_key_variable(data, len, &name);
+}
+
+
 static void
 test_key_variable(void)
 {
     ngx_str_t  name;
 
-    ok(ngx_http_tavus_key_variable(S("Literal-Key_1"), &name)
-       == NGX_DECLINED, "key syntax: a literal");
+    str_case_t  cases[] = {
+        { S("Literal-Key_1"), NGX_DECLINED, "key syntax: a literal" },
+        { S("Zq8$HiddenPart"), NGX_ERROR,
+          "key syntax: a literal part, then a variable" },
+        { S("$a$b"), NGX_ERROR, "key syntax: two variables" },
+        { S("$a-b"), NGX_ERROR, "key syntax: a \"-\" in the name" },
+        { S("$1"), NGX_ERROR, "key syntax: a capture" },
+        { S("$1abc"), NGX_ERROR, "key syntax: a capture and a literal" },
+        { S("$"), NGX_ERROR, "key syntax: $ alone" },
+        { S("x$"), NGX_ERROR, "key syntax: $ at the end" },
+        { S("${}"), NGX_ERROR, "key syntax: ${}" },
+        { S("${a"), NGX_ERROR, "key syntax: ${ unclosed" },
+        { S("$a}"), NGX_ERROR, "key syntax: a stray }" },
+        { S("${a}b"), NGX_ERROR, "key syntax: ${a}b" },
+        { S("{$a}"), NGX_ERROR, "key syntax: {$a}" },
+    };
+
+    check_table(key_variable, cases);
+
+    /* a variable: its name */
+
     ok(ngx_http_tavus_key_variable(S("$tenant_key"), &name) == NGX_OK
        && name.len == 10 && ngx_strncmp(name.data, "tenant_key", 10) == 0,
        "key syntax: $name");
@@ -489,31 +554,6 @@ test_key_variable(void)
        "key syntax: ${name}");
     ok(ngx_http_tavus_key_variable(S("$_x9"), &name) == NGX_OK
        && name.len == 3, "key syntax: $_x9");
-
-    ok(ngx_http_tavus_key_variable(S("Zq8$HiddenPart"), &name) == NGX_ERROR,
-       "key syntax: a literal part, then a variable");
-    ok(ngx_http_tavus_key_variable(S("$a$b"), &name) == NGX_ERROR,
-       "key syntax: two variables");
-    ok(ngx_http_tavus_key_variable(S("$a-b"), &name) == NGX_ERROR,
-       "key syntax: a \"-\" in the name");
-    ok(ngx_http_tavus_key_variable(S("$1"), &name) == NGX_ERROR,
-       "key syntax: a capture");
-    ok(ngx_http_tavus_key_variable(S("$1abc"), &name) == NGX_ERROR,
-       "key syntax: a capture and a literal");
-    ok(ngx_http_tavus_key_variable(S("$"), &name) == NGX_ERROR,
-       "key syntax: $ alone");
-    ok(ngx_http_tavus_key_variable(S("x$"), &name) == NGX_ERROR,
-       "key syntax: $ at the end");
-    ok(ngx_http_tavus_key_variable(S("${}"), &name) == NGX_ERROR,
-       "key syntax: ${}");
-    ok(ngx_http_tavus_key_variable(S("${a"), &name) == NGX_ERROR,
-       "key syntax: ${ unclosed");
-    ok(ngx_http_tavus_key_variable(S("$a}"), &name) == NGX_ERROR,
-       "key syntax: a stray }");
-    ok(ngx_http_tavus_key_variable(S("${a}b"), &name) == NGX_ERROR,
-       "key syntax: ${a}b");
-    ok(ngx_http_tavus_key_variable(S("{$a}"), &name) == NGX_ERROR,
-       "key syntax: {$a}");
 }
 
 
