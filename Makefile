@@ -4,6 +4,13 @@
 #   make run     nginx with the module in front of a mock Tavus API
 #   make test    unit tests and the black-box suite (t/*.t, prove)
 #   make deb     the Debian package libnginx-mod-http-tavus
+#   make test-deb
+#                that package built, linted, installed, used and purged on
+#                this machine (root: it changes the machine)
+#   make test-matrix
+#                the suite on nginx 1.22 (here), 1.26 and 1.30 (chroots of
+#                Debian 13 and unstable), loaded and built in, and the
+#                package test on each (scripts/test-matrix.sh)
 #   make bench   the module against proxy_pass, njs, Lua and return
 #   make test-valgrind, make test-asan
 #                the suite with nginx under valgrind, or with the module
@@ -42,11 +49,11 @@ PURE =		ngx_tavus_module/ngx_http_tavus_validate.c \
 		ngx_tavus_module/ngx_http_tavus_text.c
 NGX_INCS =	-I $(CURDIR)/ngx_tavus_module -I $(abspath $(NGX_BUILD))/objs \
 		$(addprefix -I $(NGX_SRC)/src/,core event event/modules \
-		os/unix http http/modules)
+		event/quic os/unix http http/modules http/v2 http/v3)
 UNIT_FLAGS ?=	-g -O1 -Wall -Wextra -Werror -Wno-unused-parameter
 
-.PHONY: deps build run test unit deb bench test-valgrind test-asan fuzz soak \
-	clean
+.PHONY: deps build run test unit deb test-deb test-matrix bench \
+	test-valgrind test-asan fuzz soak clean
 
 # make -s print-VAR: the value of VAR (see the build facts above)
 print-%:
@@ -90,6 +97,14 @@ test: build $(BUILD)/unit
 deb: deps
 	@bash scripts/build-deb.sh $(BUILD)/deb
 
+# not in make test: it installs and purges a package (packaging/t/deb.t)
+test-deb: deps
+	@sh scripts/deps.sh lintian
+	prove packaging/t/
+
+test-matrix: deps
+	bash scripts/test-matrix.sh
+
 # the sanitizer runs' own packages
 CHECK_DEPS =	clang libclang-rt-14-dev valgrind llvm
 
@@ -112,5 +127,8 @@ soak: build
 bench: build
 	@bash bench/run.sh
 
+# a chroot's /proc left mounted by a killed test-matrix is unmounted first
 clean:
-	rm -rf $(BUILD)
+	@awk -v b="$(abspath $(BUILD))/" 'index($$2, b) == 1 { print $$2 }' \
+		/proc/mounts | sort -r | while read -r m; do umount "$$m"; done
+	rm -rf --one-file-system $(BUILD)

@@ -20,9 +20,8 @@
 #   TAVUS_TIMEOUT     the harness's seconds for nginx to start, answer and
 #                     stop (default here 30: valgrind is 20-50x slower)
 #   VALGRIND_TESTS    test files to run (default t/*.t)
-#   VALGRIND_EXCLUDE  test files not to run (default t/61-deb.t: it tests
-#                     the Debian package with Debian's own binary and
-#                     module, neither of which this build instruments)
+#   VALGRIND_EXCLUDE  test files not to run (default none; the Debian
+#                     package's test is not in t/: make test-deb)
 #   VALGRIND_MASTER_TESTS  files run with a master process (default: the
 #                     files that mention worker_processes =>, reload or
 #                     master_pid)
@@ -64,7 +63,7 @@ nginx_wrapper "$build/nginx-valgrind" scripts/test-valgrind.sh \
 
 # which files, and which of them need a master process
 
-select_tests "${VALGRIND_TESTS:-}" "${VALGRIND_EXCLUDE-t/61-deb.t}"
+select_tests "${VALGRIND_TESTS:-}" "${VALGRIND_EXCLUDE-}"
 
 if [ -n "${VALGRIND_MASTER_TESTS+set}" ]; then
     master_tests=$VALGRIND_MASTER_TESTS

@@ -163,17 +163,33 @@ $t->run(<<'HTTP');
             proxy_pass http://127.0.0.1:%%PORT_raw2%%;
             proxy_read_timeout 200ms;
         }
+        location = /version {
+            return 200 $nginx_version;
+        }
     }
 HTTP
+
+# nginx_version: the running nginx's own $nginx_version, as a number
+
+my ($x, $y, $z) = split /\./, $t->http(port => $t->port('gw'),
+                                       path => '/version')->{body};
+is($t->nginx_version, $x * 1000000 + $y * 1000 + $z,
+   "nginx_version: " . $t->nginx_version . " for nginx $x.$y.$z");
 
 $r = $t->http(port => $t->port('gw'), path => '/a?b=c',
               headers => [ 'X-Test' => '1' ]);
 is($r->{status}, 200, 'proxied: 200');
 is($r->{body}, 'abcde', 'proxied: chunked body decoded');
+
+# nginx 1.29.7 made HTTP/1.1 the default of proxy_http_version and stopped
+# sending "Connection: close" by default
+
+my $host = "Host: 127.0.0.1:" . $t->port('raw2') . "\r\n";
 is(($m->requests)[0],
-   "GET /a?b=c HTTP/1.0\r\nHost: 127.0.0.1:" . $t->port('raw2')
-   . "\r\nConnection: close\r\nX-Test: 1\r\n\r\n",
-   'proxied: exact request bytes');
+   $t->nginx_version >= 1029007
+   ? "GET /a?b=c HTTP/1.1\r\n${host}X-Test: 1\r\n\r\n"
+   : "GET /a?b=c HTTP/1.0\r\n${host}Connection: close\r\nX-Test: 1\r\n\r\n",
+   'proxied: exact request bytes (HTTP/1.1 by default since nginx 1.29.7)');
 
 $t->new_errors;
 $r = $t->http(port => $t->port('gw'), path => '/hang');

@@ -1,13 +1,14 @@
 #!/usr/bin/perl
 
-# Keepalive to the upstream (docs/responses.md, the end of "What counts as
-# an invalid answer"): with an upstream{} group
-# that has keepalive N, consecutive deletes reuse one connection, whatever
-# the framing (Content-Length, chunked, no body, 1-byte packets) and the
-# status of well-formed answers; no reuse after Connection: close, a
-# framing error, a timeout, stray bytes after the answer, or an HTTP/1.0
-# answer.  Raw mocks count connections and requests; the nginx mock of
-# Tavus logs $connection and $connection_requests.
+# Keepalive to the upstream: with an upstream{} group that has keepalive
+# N, consecutive deletes reuse one connection, whatever the framing
+# (Content-Length, chunked, no body, 1-byte packets) and the status of
+# well-formed answers; no reuse after Connection: close, a framing error,
+# a timeout, stray bytes after the answer, or an HTTP/1.0 answer.  Without
+# "keepalive", connections are kept since nginx 1.29.7 and not before: the
+# counts and the fate of a delete on a stale connection are checked for
+# the nginx under test.  Raw mocks count connections and requests; the
+# nginx mock of Tavus logs $connection and $connection_requests.
 
 use strict;
 use warnings;
@@ -18,6 +19,9 @@ use JSON::PP;
 use TavusTest qw(reply chunked delete_location upstream_group);
 
 my $t = TavusTest->new->require_module;
+
+# nginx 1.29.7 made "keepalive" the default of an upstream{} block
+my $KEPT = $t->nginx_version >= 1029007;
 
 my $KEY = 'ka-Key_1';
 my $true = JSON::PP::true;
@@ -115,24 +119,50 @@ my @cases = (
 
     [ keepalive_requests => [ [ $ok ] ], [ 200, 200, 200, 200, 200 ], 2,
       'keepalive_requests 3;' ],
+
+    # an upstream{} block without "keepalive": since nginx 1.29.7 its
+    # connections are kept alive by default, for the location that made
+    # them; before, every delete has a connection of its own
+
+    [ default => [ [ $ok ] ], [ 200, 200, 200 ], $KEPT ? 1 : 3, undef,
+      { keepalive => 0 } ],
+
+    # a kept connection that the API closes when the next delete comes:
+    # that delete fails and is not re-sent, as on a new connection
+
+    [ default_stale => [ [ $ok ], [ { close => 1 } ], [ $ok ] ],
+      [ 200, 502, 200 ], $KEPT ? 2 : 3, undef, { keepalive => 0 } ],
+
+    # with non_idempotent, nginx re-sends a request that failed on a kept
+    # connection, once, outside tavus_next_upstream_tries (since 1.29.7
+    # without "keepalive"); on a new connection it is not retried, the
+    # only server having been tried
+
+    [ default_stale_ni => [ [ $ok ], [ { close => 1 } ], [ $ok ] ],
+      $KEPT ? [ 200, 200 ] : [ 200, 502 ], 2, undef,
+      { keepalive => 0,
+        location => 'tavus_next_upstream error timeout non_idempotent;',
+        sent => $KEPT ? [ qw(r1 r2 r2) ] : [ qw(r1 r2) ] } ],
 );
 
 my (@upstreams, @locations, %mock);
 
 for my $case (@cases) {
-    my ($name, $script, $statuses, $conns, $conf) = @$case;
+    my ($name, $script, $statuses, $conns, $conf, $o) = @$case;
 
     $mock{$name} = $t->raw_mock(port => $t->port($name), script => $script);
 
+    my $keepalive = ($o->{keepalive} // 1) ? 'keepalive 4;' : '';
+
     push @upstreams, upstream_group($name, [ "127.0.0.1:%%PORT_$name%%" ],
-                                    'keepalive 4;', $conf // '');
+                                    $keepalive, $conf // '');
 
     # only the timeout case has a short read timeout: a whole answer must
     # be read within it, bytewise ones too, on a loaded machine as well
     my $timeout = $name eq 'timeout' ? 'tavus_read_timeout 250ms;' : '';
 
     push @locations, delete_location($name, "tavus_pass http://$name;",
-                                     $timeout);
+                                     $timeout, $o->{location} // '');
 }
 
 $t->run($t->mock_tavus(name => 'tavus', key => $KEY) . <<"HTTP");
@@ -169,7 +199,7 @@ my $gw = $t->port('gw');
 # raw mocks: connections and requests counted
 
 for my $case (@cases) {
-    my ($name, $script, $statuses, $conns) = @$case;
+    my ($name, $script, $statuses, $conns, undef, $o) = @$case;
 
     my @got;
     my @ids;
@@ -190,14 +220,16 @@ for my $case (@cases) {
     my $m = $mock{$name};
     my @req = $m->requests;
 
+    my @sent = @{ $o->{sent} // \@ids };
+
     is("@got", "@$statuses", "$name: statuses");
     is($m->connections, $conns, "$name: $conns upstream connection(s)");
-    is(scalar @req, scalar @$statuses, "$name: every request received");
+    is(scalar @req, scalar @sent, "$name: every request received");
 
     my $expect = join '', map {
         "DELETE /v2/replicas/$_ HTTP/1.1\r\nHost: $name\r\n"
         . "x-api-key: $KEY\r\n\r\n"
-    } @ids;
+    } @sent;
 
     is($t->printable($m->received), $t->printable($expect),
        "$name: exactly the requests, in order, nothing else sent");

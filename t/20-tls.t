@@ -182,7 +182,10 @@ my $conf = $mock_conf;
 
 for my $g (sort keys %groups) {
     # keepalive where connections are counted; not where sessions are
-    my $ka = $g =~ /reuse/ ? '' : "        keepalive 4;\n";
+    # (nginx 1.29.7 made keepalive the default of an upstream{} block:
+    # "keepalive 0" turns it off there, and is refused before)
+    my $ka = $g !~ /reuse/ ? "        keepalive 4;\n"
+             : $t->nginx_version >= 1029007 ? "        keepalive 0;\n" : '';
     $conf .= "    upstream $g {\n"
              . "        server 127.0.0.1:%%PORT_$groups{$g}%%;\n$ka    }\n\n";
 }
@@ -359,8 +362,9 @@ is(scalar($t->mock_log('tls12')), 1,
    'tavus_ssl_protocols TLSv1.3: no request reached the TLSv1.2 server');
 
 ###############################################################################
-# session reuse, without keepalive: the second connection resumes the
-# first one's session, unless tavus_ssl_session_reuse is off
+# session reuse, without keepalive (none by default before nginx 1.29.7,
+# "keepalive 0" since): the second connection resumes the first one's
+# session, unless tavus_ssl_session_reuse is off
 
 for my $case (qw(reuse noreuse)) {
     for my $id (qw(r8 r9)) {

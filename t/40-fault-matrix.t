@@ -138,6 +138,14 @@ my @cases = (
     [ chunk_data_short => [ $chunked . "10\r\n{}\r\n0\r\n\r\n",
                             { close => 1 } ], $invalid, 2 ],
 
+    # lines ended by a bare LF: nginx 1.29.4's chunked parser refuses
+    # them; before, it took LF for CRLF
+
+    [ chunk_bare_lf => [ $chunked . "2\n{}\n0\n\n" ],
+      $t->nginx_version >= 1029004 ? ($invalid, 2) : ($deleted, 1) ],
+    [ chunk_bare_lf_after_data => [ $chunked . "2\r\n{}\n0\r\n\r\n" ],
+      $t->nginx_version >= 1029004 ? ($invalid, 2) : ($deleted, 1) ],
+
     # truncated: a close after 20 of 100 announced bytes
 
     [ close_after_20_of_100 => [ "HTTP/1.1 200 OK\r\nContent-Length: 100"

@@ -44,7 +44,8 @@
 # a test machine; these rules, and only these, change its text:
 #
 #   1. the `load_module` line of ngx_http_tavus_module.so loads the module
-#      just built (TAVUS_MODULE, as in the harness); a relative path of
+#      just built (TAVUS_MODULE, as in the harness), or goes when nginx has
+#      the module built in (TAVUS_MODULE=static); a relative path of
 #      another module is made absolute against nginx's own prefix,
 #      /usr/share/nginx, since the test runs nginx with its own prefix;
 #   2. a file that a directive reads when nginx loads its configuration
@@ -436,7 +437,7 @@ sub adapt {
     my ($text) = @_;
 
     return TavusConf::adapt($text,
-        module => $t->module,                           # 1
+        module => $t->static ? '' : $t->module,         # 1
         paths => \&path_arg,                            # 2 and 3
         upstream_servers => sub {                       # 4
             my (undef, $address) = @_;

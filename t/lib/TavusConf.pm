@@ -18,10 +18,11 @@ package TavusConf;
 #   comments => 1           comments go: whole lines, and after the end
 #                           of a directive or a brace
 #   module => PATH          `load_module .../ngx_http_tavus_module.so;`
-#                           loads PATH; another module's relative path is
-#                           made absolute against nginx's own prefix,
-#                           /usr/share/nginx (the tests run nginx with a
-#                           prefix of their own)
+#                           loads PATH, or goes when PATH is '' (an nginx
+#                           with the module built in); another module's
+#                           relative path is made absolute against nginx's
+#                           own prefix, /usr/share/nginx (the tests run
+#                           nginx with a prefix of their own)
 #   listen => NAME          `listen ANYTHING [ssl];` becomes `listen
 #                           127.0.0.1:%%PORT_NAMEn%% [ssl];`, n = 1, 2, ...
 #                           in the order of the listens
@@ -60,7 +61,8 @@ sub adapt {
 
     if (defined(my $module = $rule{module})) {
         $text =~ s{^(\s*)load_module\s+\S*ngx_http_tavus_module\.so\s*;}
-                  {$1load_module $module;}mg;
+                  {length $module ? "$1load_module $module;"
+                                  : "$1# built in"}mge;
         $text =~ s{^(\s*load_module\s+)(?=[^/\s])}{$1/usr/share/nginx/}mg;
     }
 

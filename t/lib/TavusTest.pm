@@ -33,6 +33,10 @@ package TavusTest;
 #                                     temporary prefix; no_module only for
 #                                     the harness's own test (t/00-harness.t)
 #   $t->require_module                BAIL_OUT unless the module is built
+#   $t->static                        true when nginx has the module built in
+#   $t->nginx_version                 the version of the nginx under test as
+#                                     a number, as nginx's own nginx_version:
+#                                     1026003 for 1.26.3 (from `nginx -v`)
 #   $t->port(NAME)                    a free 127.0.0.1 port, memoised by
 #                                     name, outside the kernel's ephemeral
 #                                     range (t/lib/TavusProc.pm says why)
@@ -162,7 +166,9 @@ package TavusTest;
 #   mock-tavus.conf    the nginx mock of the Tavus API
 #
 # Environment:
-#     TAVUS_MODULE   the module to load (default <repo>/build/ngx_http_tavus_module.so)
+#     TAVUS_MODULE   the module to load (default <repo>/build/ngx_http_tavus_module.so),
+#                    or "static": TAVUS_NGINX was built with the module
+#                    (--add-module), and no load_module line is written
 #     TAVUS_NGINX    the nginx binary (default /usr/sbin/nginx)
 #     TAVUS_KEEP=1   keep the temporary prefix directory (its path is printed)
 #     TAVUS_TIMEOUT  seconds to wait for nginx and for answers (default 5)
@@ -218,7 +224,7 @@ sub new {
         prefix  => Cwd::abs_path($dir),
         module  => $ENV{TAVUS_MODULE}
                    // "$REPO/build/ngx_http_tavus_module.so",
-        nginx   => $ENV{TAVUS_NGINX} // '/usr/sbin/nginx',
+        nginx   => _abs($ENV{TAVUS_NGINX} // '/usr/sbin/nginx'),
         ports   => {},
         used    => {},
         mocks   => [],
@@ -234,8 +240,12 @@ sub new {
     return $self;
 }
 
+# a path made absolute: the harness reads the binary as well as runs it
+sub _abs { Cwd::abs_path($_[0]) // $_[0] }
+
 sub prefix { $_[0]{prefix} }
 sub module { $_[0]{module} }
+sub static { $_[0]{module} eq 'static' }
 
 # stop the whole run unless the module has been built: a skip would let
 # a missing build pass
@@ -243,10 +253,38 @@ sub module { $_[0]{module} }
 sub require_module {
     my ($self) = @_;
 
+    if ($self->static) {
+        return $self if index($self->read_file($self->{nginx}),
+                              "tavus_delete_replica\0") >= 0;
+
+        Test::More::BAIL_OUT("TAVUS_MODULE=static, but $self->{nginx} was"
+                             . " not built with the module");
+    }
+
     return $self if -f $self->{module};
 
     Test::More::BAIL_OUT("no module at $self->{module}"
                          . " (make build, or set TAVUS_MODULE)");
+}
+
+# the version of the nginx under test, as nginx's nginx_version macro has
+# it (1.22.1 is 1022001): what a test expects where nginx changed, e.g.
+#
+#     if ($t->nginx_version >= 1029007) { ... }
+
+my %VERSION;
+
+sub nginx_version {
+    my ($self) = @_;
+
+    my $nginx = $self->{nginx};
+
+    return $VERSION{$nginx} //= do {
+        my $out = qx('$nginx' -v 2>&1);
+        my ($major, $minor, $patch) = $out =~ m{nginx/(\d+)\.(\d+)\.(\d+)}
+            or die "nginx_version: no version in `$nginx -v`: $out";
+        $major * 1000000 + $minor * 1000 + $patch;
+    };
 }
 
 # the module, copied into the prefix once: a rebuild that overwrites the
@@ -316,8 +354,8 @@ sub _conf {
 
     my $p = $self->{prefix};
     my $user = $> == 0 ? "user root;\n" : '';
-    my $load = $self->{no_module} ? '' : 'load_module ' . $self->_module
-                                         . ";\n";
+    my $load = $self->{no_module} || $self->static
+               ? '' : 'load_module ' . $self->_module . ";\n";
     my $master = ($ENV{TAVUS_MASTER} // 'on') eq 'off' ? 'off' : 'on';
 
     $http = $self->expand($http);

@@ -1,14 +1,21 @@
 #!/usr/bin/perl
 
 # The Debian package, end to end, on this machine: build it as `make deb`
-# does (scripts/build-deb.sh), check what it declares, install it with
-# dpkg, run Debian's stock /etc/nginx/nginx.conf with one site that uses
-# the module against the mock Tavus API, delete one replica through it,
-# purge the package, and check that the machine is as it was.
+# does (scripts/build-deb.sh), check what it declares, run lintian
+# --pedantic on it, install it with dpkg, run Debian's stock
+# /etc/nginx/nginx.conf with one site that uses the module against the
+# mock Tavus API, delete one replica through it, purge the package, and
+# check that the machine is as it was.
 #
-# It needs root (dpkg -i): as another user it is skipped, except in CI
-# (CI=true), where that is a failure.  It refuses to run, and fails, when
-# the package is already on the machine: it would purge someone's install.
+# It changes the machine (dpkg -i, dpkg --purge), so it is not part of
+# the suite in t/: `make test-deb` runs it, and `make test-matrix` on
+# Debian 12 (this machine) and in the Debian 13 and unstable chroots.  It
+# needs root, and fails without.  It refuses to run, and fails, when the
+# package is already on the machine: it would purge someone's install.
+#
+# lintian: every tag it reports at any level, pedantic included, fails
+# the test unless the package's lintian-overrides explain it (see
+# packaging/README.md); an override that no longer matches fails too.
 #
 # Debian's stock nginx.conf is run as it is, with the binary's own prefix
 # (/usr/share/nginx, so that `load_module modules/...` in the package's
@@ -49,12 +56,9 @@ my $ABI_FILE = '/usr/share/nginx/src/debian/libnginx-mod.abisubstvars';
 my $top = Cwd::abs_path('.');
 
 if ($> != 0) {
-    if ($ENV{CI}) {
-        fail('the package test runs as root in CI');
-        done_testing;
-        exit;
-    }
-    plan skip_all => 'needs root: installs a package with dpkg';
+    fail('the package test runs as root: it installs a package with dpkg');
+    done_testing;
+    exit;
 }
 
 my $status = pkg_status();
@@ -84,11 +88,18 @@ END {
 # build
 
 my $changelog = "$top/packaging/debian/changelog";
-my $version = qx(dpkg-parsechangelog -l '$changelog' -S Version);
-chomp $version;
+my $release_version = qx(dpkg-parsechangelog -l '$changelog' -S Version);
+chomp $release_version;
 my $arch = qx(dpkg-architecture -q DEB_HOST_ARCH);
 chomp $arch;
-like($version, qr/^\d+\.\d+\.\d+-\d+$/, "version $version from changelog");
+like($release_version, qr/^\d+\.\d+\.\d+-\d+$/,
+     "version $release_version from changelog");
+
+# the Debian release this runs on, as build-deb.sh appends it
+my %os = map { /^(\w+)="?(.*?)"?$/ ? ($1 => $2) : () }
+         split /\n/, $t->read_file('/etc/os-release');
+my $version = $release_version
+              . ($os{VERSION_ID} ? "+deb$os{VERSION_ID}" : '+sid');
 
 my $out = qx(bash '$top/scripts/build-deb.sh' '$p/deb' 2>'$p/build-deb.err');
 is($?, 0, 'scripts/build-deb.sh builds the package')
@@ -127,6 +138,30 @@ ok((grep { $_ eq ".$SO" } @files), "ships $SO");
 ok((grep { $_ eq ".$SNIPPET" } @files), "ships $SNIPPET");
 ok(!(grep { m{^\./etc/} } @files),
    'ships nothing in /etc (the link is made by postinst)');
+
+my $DOC = "/usr/share/doc/$PKG";
+ok((grep { m{^\.\Q$DOC\E/README\.Debian(?:\.gz)?$} } @files),
+   "ships the operator's README.Debian");
+ok(!(grep { m{/README\.md(?:\.gz)?$} } @files),
+   "not the developers' README.md");
+ok((grep { m{^\.\Q$DOC\E/docs/directives\.md(?:\.gz)?$} } @files),
+   'ships the reference documentation');
+my $clog = ".$DOC/changelog.Debian.gz";
+like(qx(dpkg-deb --fsys-tarfile '$deb' | tar -xO '$clog' | gzip -dc | head -3),
+     qr/^\Q$PKG ($version)\E .*\n\n  \* \Q$release_version\E built for Debian .*\Q$abi\E/,
+     'the changelog says the release and the ABI it was built for');
+
+###############################################################################
+# lintian, every level: a tag is either fixed or explained in the
+# package's lintian-overrides (an unused override is a tag too)
+
+my $fail_on = 'error,warning,info,pedantic';
+my $lint = qx(lintian -I -E --pedantic --fail-on $fail_on '$deb' 2>&1);
+my $lint_rc = $? >> 8;
+my @tags = grep { /^[EWIPXCO]: / } split /\n/, $lint;
+is(join("\n", @tags), '', 'lintian -I -E --pedantic: no tag not overridden');
+is($lint_rc, 0, 'lintian exits 0') or diag($lint);
+like(qx(lintian --version), qr/^Lintian v\d/, 'lintian ran: ' . qx(lintian --version));
 is(qx(dpkg-deb --fsys-tarfile '$deb' | tar -xO '.$SNIPPET'),
    "load_module modules/ngx_http_tavus_module.so;\n",
    'one load_module line for both modules of the .so');
@@ -234,6 +269,15 @@ my $r = $t->http(port => $gw, method => 'DELETE',
 $t->answer($r, 200, { replica_id => 'rf3073f2dcc1', deleted => JSON::PP::true,
                       hard => JSON::PP::false }, 'delete through the package',
            keys => [qw(replica_id deleted hard)]);
+
+# README.Debian's check: an id the module itself refuses, Tavus untouched
+$r = $t->http(port => $gw, method => 'DELETE', path => '/v2/replicas/a.b');
+$t->answer($r, 400, { code => 'invalid_replica_id', replica_id => undef },
+           "README.Debian's a.b");
+like($t->read_file("$top/packaging/debian/README.Debian"),
+     qr{DELETE http://127\.0\.0\.1:8080/v2/replicas/a\.b\n\s*\nanswers 400 (?#
+        ).*\{"code":"invalid_replica_id",}s,
+     'README.Debian shows that check');
 
 my @log = $t->mock_log('tavus');
 is(scalar @log, 1, 'one request reached the mock');
