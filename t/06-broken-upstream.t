@@ -141,7 +141,7 @@ $t->run(<<"HTTP");
         listen 127.0.0.1:%%PORT_gw%%;
         tavus_api_key $KEY;
         tavus_connect_timeout 1s;
-        tavus_read_timeout 300ms;
+        tavus_read_timeout 1s;
         tavus_buffer_size 4k;
 
         location ~ ^/refused/(?<replica>[^/]*)\$ {
@@ -156,6 +156,7 @@ $t->run(<<"HTTP");
 HTTP
 
 my $gw = $t->port('gw');
+$t->refused_port('refused');
 
 for my $case (@cases) {
     my ($name, $entry, $expect) = @$case;

@@ -262,7 +262,8 @@ for my $case (@cases) {
     my $s = 0;
 
     for my $spec (@{ $case->{servers} }) {
-        my $port = $t->port("${g}_" . ++$s);
+        my $port = $spec eq 'refused' ? $t->refused_port("${g}_" . ++$s)
+                                      : $t->port("${g}_" . ++$s);
 
         if (ref $spec) {
             $mock{"${g}_$s"} = $t->raw_mock(port => $port, script => [ $spec ]);

@@ -149,6 +149,7 @@ $locations
 HTTP
 
 my $gw = $t->port('gw');
+$t->refused_port('refused');
 
 # the access log line of a request, by the X-Test-Id it was sent with
 

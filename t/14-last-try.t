@@ -29,7 +29,7 @@ my $gw = $t->port('gw');
 
 $t->key_file('api.key', $KEY);
 
-$t->port('closed');     # nothing listens there: refused
+$t->refused_port('closed');
 
 my $e503 = $t->raw_mock(port => $t->port('e503'), script => [
     [ reply('503 Service Unavailable', '{"error":"busy"}') ] ]);

@@ -100,7 +100,7 @@ my $HIS = 'tavus_upstream_response_seconds';
 my $t = TavusTest->new(worker_processes => 2)->require_module;
 
 my ($gw, $gw2, $gw3) = map { $t->port($_) } qw(gw gw2 gw3);
-$t->port('closed');           # nothing listens there: connection refused
+$t->refused_port('closed');
 
 my $ok200 = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
             . "Content-Length: 2\r\n\r\n{}";

@@ -21,7 +21,7 @@ my $t = TavusTest->new->require_module;
 
 my $gw = $t->port('gw');
 my $gw2 = $t->port('gw2');
-$t->port('closed');
+$t->refused_port('closed');
 my $true = JSON::PP::true;
 my $false = JSON::PP::false;
 

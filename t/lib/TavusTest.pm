@@ -40,6 +40,8 @@ package TavusTest;
 #   $t->port(NAME)                    a free 127.0.0.1 port, memoised by
 #                                     name, outside the kernel's ephemeral
 #                                     range (t/lib/TavusProc.pm says why)
+#   $t->refused_port(NAME)            the same, bound and held without
+#                                     listening: connections are refused
 #   $t->prefix, $t->module, $t->write_file(NAME, CONTENT), $t->read_file(NAME)
 #   $t->key_file(NAME, KEY)           KEY and a newline in NAME, mode 0600
 #   $t->run(HTTP_BLOCK)               write nginx.conf, start nginx, wait for
@@ -310,6 +312,25 @@ sub port {
     $name //= 'default';
     return $self->{ports}{$name} //= TavusProc::free_port(
         used => $self->{used});
+}
+
+# a port where a connection is refused: bound, never listening, and held
+# for the test's life, so that no other process (a test run beside this
+# one) can start to listen on it
+
+sub refused_port {
+    my ($self, $name) = @_;
+
+    my $port = $self->port($name);
+
+    $self->{held}{$name} //= IO::Socket::INET->new(
+        LocalAddr => '127.0.0.1',
+        LocalPort => $port,
+        Proto     => 'tcp',
+        ReuseAddr => 0,
+    ) or die "refused_port: cannot bind 127.0.0.1:$port: $!";
+
+    return $port;
 }
 
 sub write_file {
