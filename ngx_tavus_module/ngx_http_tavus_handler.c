@@ -229,6 +229,10 @@ ngx_http_tavus_start_upstream(ngx_http_request_t *r,
     u->input_filter = ngx_http_tavus_input_filter;
     u->input_filter_ctx = ctx;
 
+    /* the parsers' state outlives an internal redirect, as in proxy */
+
+    r->state = 0;
+
     /*
      * nginx re-sends a request that failed after it was sent unless its
      * method is POST, LOCK or PATCH, and DELETE is none of them; a delete

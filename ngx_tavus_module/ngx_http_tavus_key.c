@@ -413,16 +413,31 @@ ngx_http_tavus_fingerprint(u_char *dst, u_char *data, size_t len)
 }
 
 
-/* the fingerprint of a request's key: stored for a literal key */
+/*
+ * The fingerprint of a request's key, NGX_HTTP_TAVUS_FINGERPRINT_LEN
+ * bytes: the stored one of a literal key, or one computed into the pool;
+ * NULL on failure
+ */
 
-ngx_int_t
-ngx_http_tavus_key_fingerprint(ngx_http_tavus_ctx_t *ctx, u_char *dst)
+u_char *
+ngx_http_tavus_key_fingerprint(ngx_pool_t *pool, ngx_http_tavus_ctx_t *ctx)
 {
+    u_char  *p;
+
     if (ctx->key_conf->complex == NULL) {
-        ngx_memcpy(dst, ctx->key_conf->fingerprint,
-                   NGX_HTTP_TAVUS_FINGERPRINT_LEN);
-        return NGX_OK;
+        return ctx->key_conf->fingerprint;
     }
 
-    return ngx_http_tavus_fingerprint(dst, ctx->key.data, ctx->key.len);
+    p = ngx_pnalloc(pool, NGX_HTTP_TAVUS_FINGERPRINT_LEN);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    if (ngx_http_tavus_fingerprint(p, ctx->key.data, ctx->key.len)
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return p;
 }

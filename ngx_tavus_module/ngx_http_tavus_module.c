@@ -262,8 +262,6 @@ ngx_module_t  ngx_http_tavus_module = {
 static ngx_str_t  ngx_http_tavus_request_id = ngx_string("request_id");
 
 
-
-
 static ngx_int_t
 ngx_http_tavus_init(ngx_conf_t *cf)
 {
@@ -594,9 +592,9 @@ ngx_http_tavus_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_http_tavus_loc_conf_t *tlcf = conf;
 
     size_t       add;
+    in_port_t    port;
     ngx_int_t    rc;
     ngx_uint_t   n;
-    in_port_t    port;
     ngx_str_t   *value, url;
     ngx_url_t    u;
 

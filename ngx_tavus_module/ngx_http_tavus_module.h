@@ -135,8 +135,6 @@ typedef struct {
 } ngx_http_tavus_loc_conf_t;
 
 
-
-
 typedef struct {
     ngx_http_request_t          *request;
 
@@ -185,8 +183,8 @@ ngx_int_t ngx_http_tavus_check_key_variables(ngx_conf_t *cf);
 ngx_int_t ngx_http_tavus_eval_key(ngx_http_request_t *r,
     ngx_http_tavus_loc_conf_t *tlcf, ngx_http_tavus_ctx_t *ctx);
 ngx_int_t ngx_http_tavus_fingerprint(u_char *dst, u_char *data, size_t len);
-ngx_int_t ngx_http_tavus_key_fingerprint(ngx_http_tavus_ctx_t *ctx,
-    u_char *dst);
+u_char *ngx_http_tavus_key_fingerprint(ngx_pool_t *pool,
+    ngx_http_tavus_ctx_t *ctx);
 
 ngx_int_t ngx_http_tavus_handler(ngx_http_request_t *r);
 ngx_http_tavus_ctx_t *ngx_http_tavus_get_ctx(ngx_http_request_t *r);
@@ -218,6 +216,7 @@ ngx_int_t ngx_http_tavus_input_filter_init(void *data);
 ngx_int_t ngx_http_tavus_input_filter(void *data, ssize_t bytes);
 void ngx_http_tavus_abort_request(ngx_http_request_t *r);
 void ngx_http_tavus_finalize_request(ngx_http_request_t *r, ngx_int_t rc);
+void ngx_http_tavus_forget_header(ngx_http_tavus_ctx_t *ctx);
 
 
 extern ngx_module_t  ngx_http_tavus_module;

@@ -36,7 +36,6 @@
 #define NGX_HTTP_TAVUS_OUTCOME_NONE               14
 
 
-
 typedef struct {
     ngx_uint_t          outcome;
     ngx_uint_t          status;

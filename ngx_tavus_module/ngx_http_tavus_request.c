@@ -146,21 +146,20 @@ ngx_http_tavus_reinit_request(ngx_http_request_t *r)
     ctx->answer.outcome = NGX_HTTP_TAVUS_OUTCOME_NONE;
     ctx->out = NULL;
     ctx->replace_status = 0;
-    r->upstream->process_header = ngx_http_tavus_process_status_line;
-    ngx_memzero(&ctx->status, sizeof(ngx_http_status_t));
-    ctx->line_start = NULL;
-    ngx_memzero(&ctx->chunked, sizeof(ngx_http_chunked_t));
-    ctx->content_length = -1;
-    ctx->body_start = NULL;
-    ctx->body_last = NULL;
-    ngx_str_null(&ctx->retry_after);
-    ctx->chunked_body = 0;
-    ctx->connection_close = 0;
     ctx->headers_set = 0;
     ctx->replace_body = 0;
     ctx->queued = 0;
 
+    /* the answer is read again from its status line */
+
+    r->upstream->process_header = ngx_http_tavus_process_status_line;
     r->state = 0;
+
+    ngx_http_tavus_forget_header(ctx);
+    ctx->line_start = NULL;
+    ngx_memzero(&ctx->chunked, sizeof(ngx_http_chunked_t));
+    ctx->body_start = NULL;
+    ctx->body_last = NULL;
 
     return NGX_OK;
 }

@@ -10,6 +10,9 @@
 #include "ngx_http_tavus_module.h"
 
 
+#define NGX_HTTP_TAVUS_TOO_BIG  "an answer larger than tavus_buffer_size"
+
+
 static ngx_int_t ngx_http_tavus_process_header(ngx_http_request_t *r);
 static ngx_int_t ngx_http_tavus_process_body(ngx_http_request_t *r);
 static ngx_int_t ngx_http_tavus_again(ngx_http_request_t *r,
@@ -24,7 +27,7 @@ static void ngx_http_tavus_log_upstream(ngx_http_request_t *r,
 static ngx_uint_t ngx_http_tavus_valid_retry_after(ngx_str_t *value);
 static ngx_int_t ngx_http_tavus_invalid(ngx_http_request_t *r,
     ngx_http_tavus_ctx_t *ctx, const char *why);
-static ngx_uint_t ngx_http_tavus_failure(ngx_http_tavus_ctx_t *ctx,
+static void ngx_http_tavus_failure(ngx_http_tavus_ctx_t *ctx,
     ngx_http_upstream_t *u, ngx_int_t rc);
 
 
@@ -94,8 +97,8 @@ static ngx_int_t
 ngx_http_tavus_process_header(ngx_http_request_t *r)
 {
     ngx_int_t              rc;
-    ngx_uint_t             code;
     ngx_buf_t             *b;
+    ngx_uint_t             code;
     ngx_http_upstream_t   *u;
     ngx_http_tavus_ctx_t  *ctx;
 
@@ -133,6 +136,16 @@ ngx_http_tavus_process_header(ngx_http_request_t *r)
         }
 
         if (rc == NGX_AGAIN) {
+
+            /*
+             * a whole line gone without NGX_OK: nginx's parser skips a
+             * status line among the header lines, and may stop after it
+             */
+
+            if (ngx_strlchr(ctx->line_start, b->pos, LF) != NULL) {
+                return ngx_http_tavus_invalid(r, ctx, "an invalid header");
+            }
+
             return ngx_http_tavus_again(r, ctx);
         }
 
@@ -153,10 +166,7 @@ ngx_http_tavus_process_header(ngx_http_request_t *r)
 
         /* an interim answer: the final one follows */
 
-        ngx_memzero(&ctx->status, sizeof(ngx_http_status_t));
-        ctx->content_length = -1;
-        ctx->chunked_body = 0;
-        ngx_str_null(&ctx->retry_after);
+        ngx_http_tavus_forget_header(ctx);
 
         u->process_header = ngx_http_tavus_process_status_line;
 
@@ -183,7 +193,7 @@ ngx_http_tavus_process_header(ngx_http_request_t *r)
 
         if (ctx->content_length > b->end - b->pos) {
             return ngx_http_tavus_invalid(r, ctx,
-                                  "an answer larger than tavus_buffer_size");
+                                  NGX_HTTP_TAVUS_TOO_BIG);
         }
     }
 
@@ -233,7 +243,7 @@ ngx_http_tavus_process_body(ngx_http_request_t *r)
 
             if (ctx->chunked.size > b->end - ctx->body_last) {
                 return ngx_http_tavus_invalid(r, ctx,
-                                  "an answer larger than tavus_buffer_size");
+                                  NGX_HTTP_TAVUS_TOO_BIG);
             }
 
             /* chunk data: gathered at the end of the body so far */
@@ -271,7 +281,7 @@ ngx_http_tavus_again(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx)
 
     if (b->last == b->end) {
         return ngx_http_tavus_invalid(r, ctx,
-                                  "an answer larger than tavus_buffer_size");
+                                  NGX_HTTP_TAVUS_TOO_BIG);
     }
 
     return NGX_AGAIN;
@@ -506,7 +516,7 @@ static void
 ngx_http_tavus_log_upstream(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx,
     ngx_http_tavus_answer_t *a, u_char *body, size_t len)
 {
-    u_char      fp[NGX_HTTP_TAVUS_FINGERPRINT_LEN];
+    u_char     *fp;
     u_char      buf[NGX_HTTP_TAVUS_MESSAGE_MAX];
     u_char      esc[NGX_HTTP_TAVUS_LOG_ESCAPE(NGX_HTTP_TAVUS_MESSAGE_MAX)];
     ngx_int_t   rc;
@@ -543,14 +553,16 @@ ngx_http_tavus_log_upstream(ngx_http_request_t *r, ngx_http_tavus_ctx_t *ctx,
         return;
     }
 
-    if (ngx_http_tavus_key_fingerprint(ctx, fp) != NGX_OK) {
-        ngx_memset(fp, '?', sizeof(fp));
+    fp = ngx_http_tavus_key_fingerprint(r->pool, ctx);
+    if (fp == NULL) {
+        fp = (u_char *) "????????????????";
     }
 
     ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                   "upstream rejected the API key with fingerprint %*s: "
                   "%ui, message: \"%V\"",
-                  sizeof(fp), fp, ctx->status.code, &message);
+                  (size_t) NGX_HTTP_TAVUS_FINGERPRINT_LEN, fp,
+                  ctx->status.code, &message);
 }
 
 
@@ -635,13 +647,13 @@ ngx_http_tavus_finalize_request(ngx_http_request_t *r, ngx_int_t rc)
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "finalize tavus request %i", rc);
 
+    u = r->upstream;
+
     ctx = ngx_http_get_module_ctx(r, ngx_http_tavus_module);
 
-    if (ctx == NULL || r->upstream->header_sent) {
+    if (ctx == NULL || u->header_sent) {
         return;
     }
-
-    u = r->upstream;
 
     /*
      * with tavus_ignore_client_abort, a client that is gone (an HTTP/2
@@ -658,14 +670,12 @@ ngx_http_tavus_finalize_request(ngx_http_request_t *r, ngx_int_t rc)
             && (u->peer.connection->read->timedout
                 || u->peer.connection->write->timedout))
         {
-            rc = NGX_HTTP_GATEWAY_TIME_OUT;
+            ngx_http_tavus_failure(ctx, u, NGX_HTTP_GATEWAY_TIME_OUT);
 
         } else {
-            rc = NGX_HTTP_BAD_GATEWAY;
+            ngx_http_tavus_failure(ctx, u, NGX_HTTP_BAD_GATEWAY);
         }
 
-        ngx_http_tavus_answer_init(&ctx->answer,
-                                   ngx_http_tavus_failure(ctx, u, rc));
         return;
     }
 
@@ -673,8 +683,7 @@ ngx_http_tavus_finalize_request(ngx_http_request_t *r, ngx_int_t rc)
         return;
     }
 
-    ngx_http_tavus_answer_init(&ctx->answer,
-                               ngx_http_tavus_failure(ctx, u, rc));
+    ngx_http_tavus_failure(ctx, u, rc);
 
     ctx->answer.status = rc;
     ctx->replace_status = rc;
@@ -682,29 +691,46 @@ ngx_http_tavus_finalize_request(ngx_http_request_t *r, ngx_int_t rc)
 
 
 /*
- * The outcome of a request that nginx ends with a 5xx: the last try
- * decides.  A try that received bytes got an invalid or a cut answer; one
+ * The outcome of a request that nginx ends with a 5xx, in the answer:
+ * the last try decides.  A try that received bytes got an invalid or a cut answer; one
  * that received none was refused, reset or failed its handshake, or
  * found no live server.  u->buffer and the outcome of process_answer may
  * be those of an earlier try: nginx reinits them only once a new
  * connection is made.
  */
 
-static ngx_uint_t
+static void
 ngx_http_tavus_failure(ngx_http_tavus_ctx_t *ctx, ngx_http_upstream_t *u,
     ngx_int_t rc)
 {
+    ngx_uint_t  outcome;
+
     if (rc == NGX_HTTP_GATEWAY_TIME_OUT) {
-        return NGX_HTTP_TAVUS_UPSTREAM_TIMEOUT;
+        outcome = NGX_HTTP_TAVUS_UPSTREAM_TIMEOUT;
+
+    } else if (u->state && u->state->bytes_received) {
+        outcome = NGX_HTTP_TAVUS_UPSTREAM_INVALID_RESPONSE;
+
+    } else {
+        outcome = NGX_HTTP_TAVUS_UPSTREAM_ERROR;
+
+        /* and no upstream answer to count in the metrics */
+
+        ngx_memzero(&ctx->status, sizeof(ngx_http_status_t));
     }
 
-    if (u->state && u->state->bytes_received) {
-        return NGX_HTTP_TAVUS_UPSTREAM_INVALID_RESPONSE;
-    }
+    ngx_http_tavus_answer_init(&ctx->answer, outcome);
+}
 
-    /* and no upstream answer to count in the metrics */
 
+/* what an answer's status line and headers said, before another answer */
+
+void
+ngx_http_tavus_forget_header(ngx_http_tavus_ctx_t *ctx)
+{
     ngx_memzero(&ctx->status, sizeof(ngx_http_status_t));
-
-    return NGX_HTTP_TAVUS_UPSTREAM_ERROR;
+    ctx->content_length = -1;
+    ctx->chunked_body = 0;
+    ctx->connection_close = 0;
+    ngx_str_null(&ctx->retry_after);
 }

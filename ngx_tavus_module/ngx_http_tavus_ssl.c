@@ -75,7 +75,6 @@ ngx_http_tavus_ssl_merge_conf(ngx_http_tavus_loc_conf_t *conf,
                               prev->upstream.ssl_certificate_key, NULL);
     ngx_conf_merge_ptr_value(conf->upstream.ssl_passwords,
                               prev->upstream.ssl_passwords, NULL);
-
 }
 
 

@@ -110,12 +110,8 @@ ngx_http_tavus_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
         }
 
         value.len = NGX_HTTP_TAVUS_FINGERPRINT_LEN;
-        value.data = ngx_pnalloc(r->pool, value.len);
+        value.data = ngx_http_tavus_key_fingerprint(r->pool, ctx);
         if (value.data == NULL) {
-            return NGX_ERROR;
-        }
-
-        if (ngx_http_tavus_key_fingerprint(ctx, value.data) != NGX_OK) {
             return NGX_ERROR;
         }
     }
