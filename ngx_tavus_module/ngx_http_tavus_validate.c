@@ -11,9 +11,27 @@
 
 static ngx_uint_t ngx_http_tavus_one_of(u_char *data, size_t len,
     ngx_str_t *words);
-static ngx_uint_t ngx_http_tavus_token_char(u_char ch);
-static ngx_uint_t ngx_http_tavus_field_char(u_char ch);
 static ngx_int_t ngx_http_tavus_line_end(u_char *p, u_char *last);
+
+
+/*
+ * RFC 9110's tchar (ALPHA, DIGIT and "!#$%&'*+-.^_`|~"), and what a field
+ * value or a reason phrase may hold (HTAB, SP, VCHAR and obs-text), as
+ * bitmaps: a byte a lookup, since every header line of every answer is
+ * checked
+ */
+
+static uint32_t  ngx_http_tavus_tchar[] = {
+    0x00000000, 0x03ff6cfa, 0xc7fffffe, 0x57ffffff,
+    0x00000000, 0x00000000, 0x00000000, 0x00000000
+};
+
+static uint32_t  ngx_http_tavus_fchar[] = {
+    0x00000200, 0xffffffff, 0xffffffff, 0x7fffffff,
+    0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff
+};
+
+#define ngx_http_tavus_in(map, ch)  ((map)[(ch) >> 5] & (1U << ((ch) & 0x1f)))
 
 
 /* NGX_OK if 1 to 128 bytes of [A-Za-z0-9_-], NGX_DECLINED otherwise */
@@ -310,7 +328,7 @@ ngx_http_tavus_valid_status_line(u_char *p, size_t len)
     if (*p == ' ') {
         p++;
 
-        while (p < last && ngx_http_tavus_field_char(*p)) {
+        while (p < last && ngx_http_tavus_in(ngx_http_tavus_fchar, *p)) {
             p++;
         }
     }
@@ -335,7 +353,9 @@ ngx_http_tavus_valid_header_line(u_char *p, size_t len)
 
     last = p + len;
 
-    for (name = p; p < last && ngx_http_tavus_token_char(*p); p++) {
+    for (name = p; p < last && ngx_http_tavus_in(ngx_http_tavus_tchar, *p);
+         p++)
+    {
         /* void */
     }
 
@@ -343,35 +363,11 @@ ngx_http_tavus_valid_header_line(u_char *p, size_t len)
         return NGX_DECLINED;
     }
 
-    while (p < last && ngx_http_tavus_field_char(*p)) {
+    while (p < last && ngx_http_tavus_in(ngx_http_tavus_fchar, *p)) {
         p++;
     }
 
     return ngx_http_tavus_line_end(p, last);
-}
-
-
-/* RFC 9110 tchar: ALPHA, DIGIT and "!#$%&'*+-.^_`|~" */
-
-static ngx_uint_t
-ngx_http_tavus_token_char(u_char ch)
-{
-    if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z')
-        || (ch >= '0' && ch <= '9'))
-    {
-        return 1;
-    }
-
-    return ch != '\0' && ngx_strchr("!#$%&'*+-.^_`|~", ch) != NULL;
-}
-
-
-/* HTAB, SP, VCHAR or obs-text: what a field value or a reason may hold */
-
-static ngx_uint_t
-ngx_http_tavus_field_char(u_char ch)
-{
-    return ch == '\t' || (ch >= ' ' && ch != 0x7f);
 }
 
 
