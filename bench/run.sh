@@ -6,7 +6,7 @@
 # Lua modules with the NDK and cjson), needs the built module (make
 # build), then runs bench/bench.pl; its header lists the BENCH_* knobs.
 #
-#   bash bench/run.sh                       about 7 minutes
+#   bash bench/run.sh                       about 5 minutes
 #   BENCH_ONLY=a,b,e bash bench/run.sh      no njs or Lua packages
 #   BENCH_ROUNDS=5 BENCH_DURATION=10 BENCH_SOAK=60 bash bench/run.sh
 
