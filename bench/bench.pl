@@ -13,22 +13,35 @@
 # all; each gateway is its own nginx with one worker and an upstream{}
 # group with keepalive to the mock.  Every server listens on 127.0.0.1.
 #
+# Over TLS (unless BENCH_TLS=0), (a) and (b) run twice more, with
+# bench/conf/module-tls.conf and recipe-tls.conf: to the mock's TLS servers
+# (bench/conf/mock-tls.conf, a certificate from a test CA made now with
+# openssl), the certificate verified, TLSv1.2 and TLSv1.3 offered by both:
+#   TLS, keepalive       the same group with keepalive, over https://
+#   TLS, new connection  a group without keepalive, and the mock closes
+#                        each connection: one handshake a request, each
+#                        resuming the session of the one before
+#
 #  1. checks: each gateway must answer correctly (the translated JSON for
-#     an upstream 200 and 400; the raw answer for the recipe); one that
+#     an upstream 200 and 400; the raw answer for the recipe), and the
+#     mock must see the upstream requests and connections it should: N
+#     requests on kept connections, or N new connections each resuming
+#     its TLS session (the mock's stub_status and tls.log); one that
 #     does not is not timed, and the run fails
-#  2. wrk: warm-up, then interleaved rounds a b c d e a b c d e ...:
-#     requests per second and p99 latency; the worker's RSS after the
-#     warm-up and after the last round
+#  2. wrk: warm-up, then interleaved rounds a b c d e a b ...: requests
+#     per second and p99 latency; the worker's RSS after the warm-up and
+#     after the last round
 #  3. callgrind: each gateway alone under valgrind --tool=callgrind
 #     (master_process off), twice on one keepalive connection: the
 #     baseline run sends W = BENCH_CG_WARMUP requests, the measured run
 #     W + N (N = BENCH_REQUESTS); instructions per request =
 #     (Ir(W + N) - Ir(W)) / N.  Startup and shutdown cancel out, and so
 #     does every one-time cost of the first requests (OpenSSL's DRBG set
-#     up by the first $request_id, the first upstream connection, LuaJIT
-#     traces); W = 0 is a plain zero-request baseline
-#  4. the table, ratios to (b), and the targets for (a) (docs/decisions.md,
-#     "Performance")
+#     up by the first $request_id, the first upstream connection and its
+#     full TLS handshake, LuaJIT traces); W = 0 is a plain zero-request
+#     baseline.  The mock must have seen the N requests as in 1.
+#  4. the table, ratios to (b) over the same transport, and the targets
+#     for (a) over plain HTTP (docs/decisions.md, "Performance")
 #
 # Environment (defaults in brackets):
 #   BENCH_ROUNDS [3]        wrk rounds per gateway
@@ -43,6 +56,10 @@
 #   BENCH_PIN [1]           1 (with 2+ CPUs): gateway workers on CPU 1,
 #                           the mock and wrk on CPU 0
 #   BENCH_ONLY              e.g. "a,b": a subset ((b) is always run)
+#   BENCH_TLS [1]           0: plain HTTP only; only: the TLS runs only
+#   BENCH_TLS_REQUESTS [500]  N of the callgrind runs with a new TLS
+#                           connection a request (millions of
+#                           instructions each, so fewer)
 #   BENCH_NO_WRK, BENCH_NO_CALLGRIND   1: skip that part
 #   BENCH_KEEP [0]          1: keep the work directory (configs, logs,
 #                           callgrind.out.* for callgrind_annotate)
@@ -67,6 +84,7 @@ use Time::HiRes qw(time sleep);
 
 use lib File::Basename::dirname(Cwd::abs_path(__FILE__)) . '/../t/lib';
 use TavusProc ();
+use TavusTLS ();
 
 $| = 1;
 
@@ -89,19 +107,24 @@ my $SOAK = knob('BENCH_SOAK', 0);
 my $CONNS = knob('BENCH_CONNECTIONS', 32);
 my $THREADS = knob('BENCH_THREADS', 2);
 my $REQUESTS = knob('BENCH_REQUESTS', 2000);
+my $TLS_REQUESTS = knob('BENCH_TLS_REQUESTS', 500);
 my $CG_WARMUP = knob('BENCH_CG_WARMUP', 100);
 my $PIN = knob('BENCH_PIN', 1);
 my $KEEP = knob('BENCH_KEEP', 0);
 my $STRICT = knob('BENCH_STRICT', 0);
 my $NO_WRK = knob('BENCH_NO_WRK', 0);
 my $NO_CG = knob('BENCH_NO_CALLGRIND', 0);
+my $TLS = $ENV{BENCH_TLS} // '';
+$TLS = 1 if $TLS eq '';
 my $NGINX = knob('TAVUS_NGINX', '/usr/sbin/nginx');
 my $MODULE = knob('TAVUS_MODULE', "$TOP/build/ngx_http_tavus_module.so");
 my $MODDIR = '/usr/lib/nginx/modules';
 
-die "bench: BENCH_ROUNDS, BENCH_DURATION, BENCH_REQUESTS and "
-    . "BENCH_THREADS must be at least 1\n"
-    if !$ROUNDS || !$DURATION || !$REQUESTS || !$THREADS;
+die "bench: BENCH_ROUNDS, BENCH_DURATION, BENCH_REQUESTS, "
+    . "BENCH_TLS_REQUESTS and BENCH_THREADS must be at least 1\n"
+    if !$ROUNDS || !$DURATION || !$REQUESTS || !$THREADS || !$TLS_REQUESTS;
+die "bench: BENCH_TLS is 0, 1 or only, not \"$TLS\"\n"
+    unless $TLS =~ /^(?:0|1|only)$/;
 die "bench: BENCH_CONNECTIONS must be at least BENCH_THREADS\n"
     if $CONNS < $THREADS;
 
@@ -110,9 +133,9 @@ my $BAD_ID = 'not-a-replica';
 
 my @GATEWAYS = (
     { id => 'a', name => 'module', title => 'ngx_tavus_module',
-      kind => 'translated', modules => [ $MODULE ] },
+      kind => 'translated', modules => [ $MODULE ], tls => 1 },
     { id => 'b', name => 'recipe', title => 'proxy_pass recipe',
-      kind => 'passthrough', modules => [] },
+      kind => 'passthrough', modules => [], tls => 1 },
     { id => 'c', name => 'njs', title => 'njs js_content',
       kind => 'translated', modules => [ "$MODDIR/ngx_http_js_module.so" ] },
     { id => 'd', name => 'lua', title => 'Lua content_by_lua',
@@ -129,7 +152,38 @@ if (defined $ENV{BENCH_ONLY} && $ENV{BENCH_ONLY} ne '') {
     @GATEWAYS = grep { $want{$_->{id}} || $want{$_->{name}} } @GATEWAYS;
 }
 
-my ($RECIPE) = grep { $_->{id} eq 'b' } @GATEWAYS;
+# How a gateway reaches the mock.  Over TLS the gateway's config is
+# NAME-tls.conf, whose %%KEEPALIVE%% comments the group's keepalive out
+# for a new connection a request.
+
+my @TRANSPORTS = (
+    { id => 'http', title => 'HTTP, keepalive', label => '',
+      keepalive => 1 },
+    { id => 'tls', title => 'TLS, keepalive', label => ', TLS keepalive',
+      keepalive => 1, tls => 1 },
+    { id => 'tls-new', title => 'TLS, a new connection a request, '
+                                . 'the session resumed',
+      label => ', TLS new connections', keepalive => 0, tls => 1 },
+);
+
+@TRANSPORTS = grep { $_->{tls} ? $TLS : $TLS ne 'only' } @TRANSPORTS;
+
+# a run: one gateway over one transport, with its own nginx
+
+my @RUNS;
+
+for my $t (@TRANSPORTS) {
+    for my $g (grep { !$t->{tls} || $_->{tls} } @GATEWAYS) {
+        my $tag = $t->{tls} ? "$g->{name}-$t->{id}" : $g->{name};
+        push @RUNS, { %$g, transport => $t, tag => $tag,
+                      conf => $t->{tls} ? "$g->{name}-tls" : $g->{name},
+                      requests => $t->{keepalive} ? $REQUESTS
+                                                  : $TLS_REQUESTS };
+    }
+}
+
+# the recipe of each transport: the runs' ratios are to it
+my %RECIPE = map { $_->{transport}{id} => $_ } grep { $_->{id} eq 'b' } @RUNS;
 
 # ---------------------------------------------------------------------------
 # processes (t/lib/TavusProc.pm): every one started here is stopped here,
@@ -138,7 +192,7 @@ my ($RECIPE) = grep { $_->{id} eq 'b' } @GATEWAYS;
 my $MAIN = $$;
 
 END {
-    if ($$ == $MAIN) {
+    if (defined $MAIN && $$ == $MAIN) {
         my $rc = $?;
         TavusProc::stop_all('TERM', 10);
         $? = $rc;
@@ -172,19 +226,49 @@ my $KEY = 'bench-' . join '', map { sprintf '%02x', int rand 256 } 1 .. 12;
 my $NCPU = () = TavusProc::slurp('/proc/cpuinfo') =~ /^processor\s*:/mg;
 $PIN = 0 if $NCPU < 2;
 
+# the placeholders of bench/conf/*.conf that are the same for every server
+# (and, once the mock listens, its ports and the test CA's files)
+my %SUB = (KEY => $KEY, BENCH => $BENCH);
+
+# TLS: a test CA and the mock's certificate for tavusapi.com, made at run
+# time with the openssl command by t/lib/TavusTLS.pm, which needs of the
+# harness's TavusTest only these three file methods
+package BenchFiles {
+    sub new { my ($class, $dir) = @_; return bless { dir => $dir }, $class }
+    sub prefix { $_[0]{dir} }
+    sub write_file { TavusProc::spew($_[1], $_[2]) }
+    sub read_file { TavusProc::slurp($_[1]) }
+}
+
+sub make_pki {
+    my $pki = TavusTLS->new(BenchFiles->new($WORK));
+
+    $pki->ca('bench');
+    $pki->leaf('tavusapi', issuer => 'bench', names => [ 'tavusapi.com' ]);
+
+    @SUB{qw(CA CERT CERT_KEY)} = ($pki->crt('bench'), $pki->crt('tavusapi'),
+                                  $pki->key('tavusapi'));
+}
+
 # nginx.conf for one server: its http{} body from bench/conf/NAME.conf
+# (NAME or [NAME, ...]: those files one after the other); placeholders
+# from %SUB and sub => {...}
 sub write_conf {
     my (%o) = @_;
 
     my $dir = "$WORK/$o{tag}";
     mkdir $dir;
 
-    my $file = "$BENCH/conf/$o{name}.conf";
-    die "bench: no $file\n" unless -f $file;
+    my %sub = (%SUB, PORT => $o{port}, %{ $o{sub} // {} });
+    my $body = '';
 
-    my $body = TavusProc::slurp($file);
-    my %sub = (PORT => $o{port}, MOCK_PORT => $o{mock_port} // 0,
-               KEY => $KEY, BENCH => $BENCH);
+    for my $name (ref $o{name} ? @{ $o{name} } : $o{name}) {
+        my $file = "$BENCH/conf/$name.conf";
+        die "bench: no $file\n" unless -f $file;
+        $body .= "\n" if $body ne '';
+        $body .= TavusProc::slurp($file);
+    }
+
     $body =~ s/%%(\w+)%%/exists $sub{$1} ? $sub{$1}
                                          : die "bench: unknown %%$1%%\n"/ge;
     $body =~ s/^/    /mg;
@@ -202,7 +286,8 @@ sub start_nginx {
 
     my $dir = write_conf(%o);
     my $pid = eval {
-        TavusProc::start_nginx(dir => $dir, port => [ $o{port} ],
+        TavusProc::start_nginx(dir => $dir,
+                               port => [ $o{port}, @{ $o{more_ports} // [] } ],
                                nginx => $NGINX, wrapper => $o{wrapper},
                                timeout => $o{timeout} // 10,
                                name => "$o{tag} nginx");
@@ -301,6 +386,117 @@ sub one_request {
     my $r = request($s, @args);
     close $s;
     return $r;
+}
+
+# ---------------------------------------------------------------------------
+# a run's nginx, and what the mock sees of it: the stub_status counters of
+# the mock (one nginx for all its servers: the runs go one at a time) and,
+# over TLS, the lines of tls.log, one for each new TLS connection
+
+my %MOCK;       # http, tls, tls-new: the mock's port for each; dir
+
+# the gateway's nginx: its config to the mock's server for the transport
+sub start_run {
+    my ($run, %o) = @_;
+
+    my $t = $run->{transport};
+
+    return start_nginx(%o, name => $run->{conf}, modules => $run->{modules},
+                       sub => { MOCK_PORT => $MOCK{ $t->{id} },
+                                KEEPALIVE => $t->{keepalive} ? '' : '# ' });
+}
+
+sub mock_counters {
+    my $r = one_request($MOCK{http}, 'GET', '/status');
+    my ($acc, $hand, $reqs) = $r->{body} =~ /^\s*(\d+)\s+(\d+)\s+(\d+)\s*$/m
+        or die "bench: no stub_status counters from the mock\n";
+    return ($acc, $reqs);
+}
+
+sub tls_log_size { return -s "$MOCK{dir}/tls.log" // 0 }
+
+# the lines of tls.log from OFFSET for the run's port, as hashes
+sub tls_log_since {
+    my ($run, $off) = @_;
+
+    open my $fh, '<:raw', "$MOCK{dir}/tls.log" or return ();
+    seek $fh, $off, 0;
+    my $port = $MOCK{ $run->{transport}{id} };
+
+    return grep { ($_->{port} // '') eq $port }
+           map { +{ /(\w+)=(\S*)/g } } <$fh>;
+}
+
+# what the mock saw while CODE ran: new connections and requests (each
+# stub_status query is one of each itself), new TLS connections
+sub upstream_during {
+    my ($run, $code) = @_;
+
+    my ($acc0, $req0) = mock_counters();
+    my $off = tls_log_size();
+
+    $code->();
+
+    my ($acc1, $req1) = mock_counters();
+
+    return { conns => $acc1 - $acc0 - 1, reqs => $req1 - $req0 - 1,
+             tls => [ tls_log_since($run, $off) ] };
+}
+
+# What the mock must see of N requests through a run: N upstream requests
+# (none from the ceiling), on kept connections, or on N new ones (a new
+# connection a request); each new TLS connection resumed its session.
+# The protocol and name of every TLS connection: tls_wrong().
+sub upstream_wrong {
+    my ($run, $up, $n, $what) = @_;
+
+    my $reqs = $run->{kind} eq 'ceiling' ? 0 : $n;
+    my $conns = $run->{transport}{keepalive} ? 0 : $reqs;
+    my @fail;
+
+    push @fail, "$what: the mock had $up->{reqs} requests, not $reqs"
+        if $up->{reqs} != $reqs;
+    push @fail, "$what: $up->{conns} new upstream connections, not $conns"
+        if $up->{conns} != $conns;
+
+    return @fail unless $run->{transport}{tls};
+
+    my @tls = @{ $up->{tls} };
+    my $full = grep { $_->{reused} ne 'r' } @tls;
+
+    push @fail, "$what: tls.log shows " . @tls . " TLS connections, not "
+                . $up->{conns}
+        if @tls != $up->{conns};
+    push @fail, "$what: $full of " . @tls . " TLS connections made a new "
+                . "session (a full handshake), not resumed"
+        if $full;
+
+    return (@fail, tls_wrong($run, @tls));
+}
+
+# each TLS connection: TLSv1.3 (both sides offer TLSv1.2 and TLSv1.3) and
+# SNI tavusapi.com; what was negotiated is kept for the table
+sub tls_wrong {
+    my ($run, @tls) = @_;
+
+    my @fail;
+
+    for my $l (@tls) {
+        my $p = join ' ', map { $l->{$_} // '?' } qw(proto cipher curve);
+        $run->{negotiated}{$p}++;
+        push @fail, "a TLS connection with $p, not TLSv1.3"
+            if ($l->{proto} // '') ne 'TLSv1.3';
+        push @fail, "a TLS connection with SNI \"" . ($l->{sni} // '')
+                    . '", not "tavusapi.com"'
+            if ($l->{sni} // '') ne 'tavusapi.com';
+    }
+
+    return @fail;
+}
+
+sub negotiated {
+    my ($run) = @_;
+    return join ', ', sort keys %{ $run->{negotiated} // {} };
 }
 
 # ---------------------------------------------------------------------------
@@ -449,42 +645,31 @@ sub wrk {
 # ---------------------------------------------------------------------------
 # 3. callgrind
 
-sub mock_counters {
-    my ($port) = @_;
-    my $r = one_request($port, 'GET', '/status');
-    my ($acc, $hand, $reqs) = $r->{body} =~ /^\s*(\d+)\s+(\d+)\s+(\d+)\s*$/m
-        or die "bench: no stub_status counters from the mock\n";
-    return ($acc, $reqs);
-}
-
 sub callgrind_run {
-    my ($g, $warm, $count, $mock_port) = @_;
+    my ($g, $warm, $count) = @_;
 
     my $port = free_port();
-    my $tag = "cg-$g->{name}-$count";
-    my $out = "$WORK/callgrind.out.$g->{name}.$count";
+    my $tag = "cg-$g->{tag}-$count";
+    my $out = "$WORK/callgrind.out.$g->{tag}.$count";
 
-    my ($pid, $dir) = start_nginx(
-        tag => $tag, name => $g->{name}, port => $port,
-        mock_port => $mock_port, modules => $g->{modules}, single => 1,
-        timeout => 180,
+    my ($pid, $dir) = start_run(
+        $g, tag => $tag, port => $port, single => 1, timeout => 180,
         wrapper => [ 'valgrind', '--tool=callgrind', '-q',
                      "--callgrind-out-file=$out" ]);
 
-    my ($s, $acc0, $req0);
+    my $s = connect_to($port);
     my $failed = 0;
 
-    $s = connect_to($port) if $warm + $count;
+    my $send = sub {
+        for (1 .. $_[0]) {
+            my $r = request($s, 'DELETE', "/replicas/$OK_ID");
+            $failed++ if $r->{status} != 200;
+        }
+    };
 
-    for my $i (1 .. $warm + $count) {
-        ($acc0, $req0) = mock_counters($mock_port) if $i == $warm + 1;
-        my $r = request($s, 'DELETE', "/replicas/$OK_ID");
-        $failed++ if $r->{status} != 200;
-    }
-
-    close $s if $s;
-    ($acc0, $req0) = mock_counters($mock_port) unless defined $acc0;
-    my ($acc1, $req1) = mock_counters($mock_port);
+    $send->($warm);
+    my $up = upstream_during($g, sub { $send->($count) });
+    close $s;
 
     # QUIT: a graceful exit, and callgrind writes its file
     my $st = stop($pid, 'QUIT', 120);
@@ -498,9 +683,7 @@ sub callgrind_run {
     die "bench: $tag: $failed of " . ($warm + $count) . " requests failed\n"
         if $failed;
 
-    # each stub_status query is one request and one connection itself
-    return { ir => $ir, upstream_conns => $acc1 - $acc0 - 1,
-             upstream_reqs => $req1 - $req0 - 1, out => $out };
+    return { ir => $ir, up => $up, out => $out };
 }
 
 # ---------------------------------------------------------------------------
@@ -522,53 +705,115 @@ for my $g (@GATEWAYS) {
     }
 }
 
-for my $tool ('wrk', 'valgrind', 'callgrind_annotate') {
+for my $tool ('wrk', 'valgrind', 'callgrind_annotate', 'openssl') {
     next if $tool eq 'wrk' && $NO_WRK;
-    next if $tool ne 'wrk' && $NO_CG;
+    next if $tool =~ /grind/ && $NO_CG;
+    next if $tool eq 'openssl' && !$TLS;
     die "bench: $tool is missing (make bench installs it)\n"
         unless grep { -x "$_/$tool" } split /:/, $ENV{PATH};
 }
 
-my $mock_port = free_port();
-my ($mock_pid, $mock_dir) = start_nginx(
-    tag => 'mock', name => 'mock', port => $mock_port,
-    mock_port => $mock_port, modules => [],
-    cpu => $PIN ? '01' : undef);
+# the mock: plain HTTP and, unless BENCH_TLS=0, its TLS servers
+$MOCK{$_->{id}} = free_port() for @TRANSPORTS;
+$MOCK{http} //= free_port();
+@SUB{qw(MOCK_PORT TLS_PORT TLS_NEW_PORT)} = @MOCK{qw(http tls tls-new)};
+make_pki() if $TLS;
 
-say_step("mock Tavus API on 127.0.0.1:$mock_port");
+(my $mock_pid, $MOCK{dir}) = start_nginx(
+    tag => 'mock', name => [ 'mock', $TLS ? 'mock-tls' : () ],
+    port => $MOCK{http}, more_ports => [ $TLS ? @MOCK{qw(tls tls-new)} : () ],
+    modules => [], cpu => $PIN ? '01' : undef);
+
+say_step("mock Tavus API on 127.0.0.1: HTTP $MOCK{http}"
+         . ($TLS ? ", TLS $MOCK{tls} (keepalive) and $MOCK{'tls-new'} "
+                   . "(a connection a request), certificate from a test CA "
+                   . "in $WORK/pki" : ''));
 
 my @bad;
 
-for my $g (@GATEWAYS) {
+# the requests of a run's check of its upstream connections
+my $CHECK_REQUESTS = 10;
+
+for my $g (@RUNS) {
     $g->{port} = free_port();
+    $g->{label} = "($g->{id}) $g->{title}$g->{transport}{label}";
 
     my @fail;
     my $started = eval {
-        ($g->{pid}, $g->{dir}) = start_nginx(
-            tag => $g->{name}, name => $g->{name}, port => $g->{port},
-            mock_port => $mock_port, modules => $g->{modules},
+        ($g->{pid}, $g->{dir}) = start_run(
+            $g, tag => $g->{tag}, port => $g->{port},
             cpu => $PIN ? '10' : undef);
         $g->{worker} = worker_of($g->{pid})
-            or die "bench: no worker process for $g->{name}\n";
+            or die "bench: no worker process for $g->{tag}\n";
         1;
     };
 
-    @fail = $started ? check_gateway($g) : ("did not start: $@");
+    if ($started) {
+        # the answers (the first of them makes the first upstream
+        # connection, a full handshake over TLS), then N requests on one
+        # client connection, as the mock must see them
+        my $first = upstream_during($g, sub { @fail = check_gateway($g) });
+        push @fail, tls_wrong($g, @{ $first->{tls} });
+        push @fail, 'the mock logged no TLS connection'
+            if $g->{transport}{tls} && !@{ $first->{tls} };
+
+        my $up = eval {
+            upstream_during($g, sub {
+                my $s = connect_to($g->{port});
+                request($s, 'DELETE', "/replicas/$OK_ID")
+                    for 1 .. $CHECK_REQUESTS;
+                close $s;
+            });
+        };
+        push @fail, $up ? upstream_wrong($g, $up, $CHECK_REQUESTS,
+                                         "$CHECK_REQUESTS more requests")
+                        : "no answer: $@";
+    } else {
+        @fail = ("did not start: $@");
+    }
+
+    my %seen;
+    @fail = grep { !$seen{$_}++ } @fail;
     $g->{ok} = !@fail;
 
     # the checks log on purpose (the recipe's denied GET): not counted
     $g->{log_off} = $g->{dir} ? -s "$g->{dir}/error.log" // 0 : 0;
 
-    printf "bench: check (%s) %-24s %s\n", $g->{id}, $g->{title},
-           @fail ? 'WRONG, not timed' : 'ok';
+    printf "bench: check %-42s %s%s\n", $g->{label},
+           @fail ? 'WRONG, not timed' : 'ok',
+           $g->{negotiated} ? ' (' . negotiated($g) . ')' : '';
     print map { "         $_\n" } @fail;
     push @bad, $g unless $g->{ok};
 }
 
-die "bench: the recipe (b) answers wrongly: no ratios can be given\n"
-    unless $RECIPE->{ok};
+# like with like: (a) and (b) negotiate the same over one transport
+for my $t (grep { $_->{tls} } @TRANSPORTS) {
+    my @pair = grep { $_->{transport} == $t && $_->{ok} } @RUNS;
+    next unless @pair == 2 && negotiated($pair[0]) ne negotiated($pair[1]);
+    print "bench: check $t->{title}: (a) and (b) negotiate differently: "
+          . join(' / ', map { negotiated($_) } @pair) . "\n";
+    $_->{ok} = 0 for @pair;
+    push @bad, @pair;
+}
 
-my @timed = grep { $_->{ok} } @GATEWAYS;
+for my $t (@TRANSPORTS) {
+    die "bench: the recipe (b) over $t->{title} answers wrongly: no ratios "
+        . "can be given\n"
+        unless $RECIPE{ $t->{id} }{ok};
+}
+
+my @timed = grep { $_->{ok} } @RUNS;
+
+# one wrk load of a run, and what the mock saw of it: new connections
+sub wrk_run {
+    my ($g, $seconds) = @_;
+
+    my $r;
+    my $up = upstream_during($g, sub { $r = wrk($g, $seconds) });
+    $r->{up} = $up;
+
+    return $r;
+}
 
 unless ($NO_WRK) {
     say_step(sprintf 'wrk: %d threads, %d connections; warm-up %d s, '
@@ -583,10 +828,15 @@ unless ($NO_WRK) {
 
     for my $round (1 .. $ROUNDS) {
         for my $g (@timed) {
-            my $r = wrk($g, $DURATION);
+            my $r = wrk_run($g, $DURATION);
             push @{ $g->{rounds} }, $r;
-            printf "bench: round %d (%s) %-24s %9.0f req/s  p99 %7.2f ms%s\n",
-                   $round, $g->{id}, $g->{title}, $r->{rps}, $r->{p99},
+
+            my $up = $r->{up};
+            my $resumed = grep { $_->{reused} eq 'r' } @{ $up->{tls} };
+            printf "bench: round %d %-42s %9.0f req/s  p99 %7.2f ms, "
+                   . "%d new upstream connections%s%s\n",
+                   $round, $g->{label}, $r->{rps}, $r->{p99}, $up->{conns},
+                   $g->{transport}{tls} ? " ($resumed resumed)" : '',
                    ($r->{non2xx} || ($r->{errors} // '') ne ''
                     ? "  non-2xx $r->{non2xx}"
                       . ($r->{errors} ? ", socket errors: $r->{errors}" : '')
@@ -602,7 +852,7 @@ unless ($NO_WRK) {
     }
 }
 
-for my $g (@GATEWAYS) {
+for my $g (@RUNS) {
     stop($g->{pid}, 'QUIT', 20);
     next unless $g->{dir};
     my $log = TavusProc::slurp("$g->{dir}/error.log");
@@ -613,22 +863,36 @@ for my $g (@GATEWAYS) {
 
 unless ($NO_CG) {
     say_step("callgrind: each gateway alone, master_process off, "
-             . "$CG_WARMUP and $CG_WARMUP + $REQUESTS requests on one "
-             . "keepalive connection");
+             . "$CG_WARMUP and $CG_WARMUP + N requests on one keepalive "
+             . "client connection (N = $REQUESTS"
+             . ($TLS ? ", $TLS_REQUESTS with a new TLS connection a request"
+                     : '') . ')');
 
     for my $g (@timed) {
-        my $zero = callgrind_run($g, $CG_WARMUP, 0, $mock_port);
-        my $full = callgrind_run($g, $CG_WARMUP, $REQUESTS, $mock_port);
+        my $n = $g->{requests};
+        my $zero = callgrind_run($g, $CG_WARMUP, 0);
+        my $full = callgrind_run($g, $CG_WARMUP, $n);
 
-        $g->{ir} = ($full->{ir} - $zero->{ir}) / $REQUESTS;
-        $g->{up_conns} = $full->{upstream_conns};
-        $g->{up_reqs} = $full->{upstream_reqs};
+        $g->{ir} = ($full->{ir} - $zero->{ir}) / $n;
         $g->{cg_out} = $full->{out};
 
-        printf "bench: callgrind (%s) %-24s %8.0f instructions/request, "
-               . "upstream: %d requests, %d new connection%s\n",
-               $g->{id}, $g->{title}, $g->{ir}, $g->{up_reqs},
-               $g->{up_conns}, $g->{up_conns} == 1 ? '' : 's';
+        my $up = $full->{up};
+        my @fail = upstream_wrong($g, $up, $n, 'under callgrind');
+
+        printf "bench: callgrind %-42s %8.0f instructions/request, "
+               . "upstream: %d requests, %d new connection%s%s\n",
+               $g->{label}, $g->{ir}, $up->{reqs}, $up->{conns},
+               $up->{conns} == 1 ? '' : 's',
+               $g->{transport}{tls} && $up->{conns}
+               ? sprintf(' (%d resumed)',
+                         scalar grep { $_->{reused} eq 'r' } @{ $up->{tls} })
+               : '';
+        print map { "         $_\n" } @fail;
+
+        if (@fail) {
+            $g->{ok} = 0;
+            push @bad, $g;
+        }
     }
 }
 
@@ -651,8 +915,9 @@ for my $g (@timed) {
 
 sub ratio {
     my ($g, $k) = @_;
-    return '' unless defined $g->{$k} && $RECIPE->{$k};
-    return sprintf '%.2fx', $g->{$k} / $RECIPE->{$k};
+    my $base = $RECIPE{ $g->{transport}{id} };
+    return '' unless defined $g->{$k} && $base->{$k};
+    return sprintf '%.2fx', $g->{$k} / $base->{$k};
 }
 
 sub num {
@@ -671,8 +936,15 @@ printf "%-28s %9s %6s %8s %6s %10s %6s %17s\n", 'gateway (1 worker each)',
        'req/s', 'x(b)', 'p99 ms', 'x(b)', 'instr/req', 'x(b)',
        'RSS KiB warm->end';
 
-for my $g (@GATEWAYS) {
+for my $g (@RUNS) {
     my $name = "($g->{id}) $g->{title}";
+    my $t = $g->{transport};
+
+    # a line for each transport, before its first row
+    if (@TRANSPORTS > 1 && $g == (grep { $_->{transport} == $t } @RUNS)[0]) {
+        my $n = negotiated($RECIPE{ $t->{id} });
+        print $t->{title}, ($n ? " ($n)" : ''), ":\n";
+    }
 
     if (!$g->{ok}) {
         printf "%-28s %s\n", $name, 'answers wrongly: not timed';
@@ -695,26 +967,30 @@ printf "req/s, p99: median of %d interleaved wrk round%s of %d s "
        . "(-t%d -c%d); RSS: the worker's VmRSS\n",
        $ROUNDS, $ROUNDS == 1 ? '' : 's', $DURATION, $THREADS, $CONNS
     unless $NO_WRK;
-printf "instr/req: callgrind, (Ir after %d+%d requests - Ir after %d) / %d, "
-       . "the gateway's one process\n",
-       $CG_WARMUP, $REQUESTS, $CG_WARMUP, $REQUESTS
+printf "instr/req: callgrind, (Ir after %d+N requests - Ir after %d) / N, "
+       . "the gateway's one process; N = %d%s\n",
+       $CG_WARMUP, $CG_WARMUP, $REQUESTS,
+       grep({ !$_->{keepalive} } @TRANSPORTS)
+       ? ", $TLS_REQUESTS with a new TLS connection a request" : ''
     unless $NO_CG;
 
 my @failing = grep { my $g = $_;
                      grep { $_->{non2xx} || $_->{errors} } @{ $g->{rounds} }
-                   } grep { $_->{rounds} } @GATEWAYS;
+                   } grep { $_->{rounds} } @RUNS;
 printf "wrk saw non-2xx answers or socket errors: %s (see the rounds)\n",
-       join ', ', map { "($_->{id})" } @failing
+       join ', ', map { $_->{label} } @failing
     if @failing;
 
-my @errs = grep { $_->{log_errors} } @GATEWAYS;
+my @errs = grep { $_->{log_errors} } @RUNS;
 printf "error log lines at [error] or worse while timed: %s\n",
-       join ', ', map { "($_->{id}) $_->{log_errors}" } @errs
+       join ', ', map { "$_->{label} $_->{log_errors}" } @errs
     if @errs;
 
-# the targets for (a): docs/decisions.md, "Performance"
+# the targets for (a), over plain HTTP: docs/decisions.md, "Performance"
 
-my ($A) = grep { $_->{id} eq 'a' && $_->{ok} } @GATEWAYS;
+my $RECIPE = $RECIPE{http};
+my ($A) = grep { $_->{id} eq 'a' && $_->{ok} && !$_->{transport}{tls} }
+          @RUNS;
 my $missed = 0;
 
 if ($A) {
@@ -757,7 +1033,7 @@ printf "\nbench: done in %.0f s%s\n", time - $t0,
 
 if (@bad) {
     print "bench: FAILED: wrong answers from "
-          . join(', ', map { "($_->{id}) $_->{title}" } @bad) . "\n";
+          . join(', ', map { $_->{label} } @bad) . "\n";
     exit 1;
 }
 
