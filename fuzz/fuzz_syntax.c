@@ -17,9 +17,9 @@
  * query or fragment declined; empty refused; otherwise, when evaluated,
  * only letters, digits and "._-:[]" accepted.
  *
- * ngx_http_tavus_valid_status_line() and _valid_header_line() (upstream
- * lines), against POSIX extended regular expressions of RFC 9112's
- * grammar; a NUL byte is never valid.
+ * ngx_http_tavus_valid_status_line(), _valid_token() and
+ * _valid_field_value() (upstream lines), against POSIX extended regular
+ * expressions of RFC 9112's grammar; a NUL byte is never valid.
  */
 
 
@@ -132,14 +132,15 @@ check_lines(char *v, size_t size)
     ngx_int_t   rc;
 
     static int      compiled;
-    static regex_t  status, header;
+    static regex_t  status, token, value;
 
     if (!compiled) {
         fuzz_assert(regcomp(&status, "^HTTP/1\\.[0-9] [0-9]{3}"
                             "( [\t\x20-\x7e\x80-\xff]*)?\r?\n$",
                             REG_EXTENDED | REG_NOSUB) == 0, "regcomp");
-        fuzz_assert(regcomp(&header, "^[!#$%&'*+.^_`|~0-9A-Za-z-]+:"
-                            "[\t\x20-\x7e\x80-\xff]*\r?\n$",
+        fuzz_assert(regcomp(&token, "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$",
+                            REG_EXTENDED | REG_NOSUB) == 0, "regcomp");
+        fuzz_assert(regcomp(&value, "^[\t\x20-\x7e\x80-\xff]*$",
                             REG_EXTENDED | REG_NOSUB) == 0, "regcomp");
         compiled = 1;
     }
@@ -151,9 +152,15 @@ check_lines(char *v, size_t size)
                 "says %d", (int) rc, match);
 
     match = memchr(v, '\0', size) == NULL
-            && regexec(&header, v, 0, NULL, 0) == 0;
-    rc = ngx_http_tavus_valid_header_line((u_char *) v, size);
-    fuzz_assert((rc == NGX_OK) == match, "header line: %d, the reference "
+            && regexec(&token, v, 0, NULL, 0) == 0;
+    rc = ngx_http_tavus_valid_token((u_char *) v, size);
+    fuzz_assert((rc == NGX_OK) == match, "token: %d, the reference says %d",
+                (int) rc, match);
+
+    match = memchr(v, '\0', size) == NULL
+            && regexec(&value, v, 0, NULL, 0) == 0;
+    rc = ngx_http_tavus_valid_field_value((u_char *) v, size);
+    fuzz_assert((rc == NGX_OK) == match, "field value: %d, the reference "
                 "says %d", (int) rc, match);
 }
 

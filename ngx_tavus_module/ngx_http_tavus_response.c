@@ -117,11 +117,24 @@ ngx_http_tavus_process_header(ngx_http_request_t *r)
 
         if (rc == NGX_OK) {
 
-            /* one line, as RFC 9112 writes it (nginx skips some lines) */
+            /*
+             * the line as RFC 9112 writes it, from what nginx's parser
+             * found: it skipped no line (it skips a status line among the
+             * header lines), a colon ends the name, the name is a token
+             * (the parser marks a name with bytes it does not know), and
+             * the value holds no control byte (it refuses only NUL)
+             */
 
-            if (ngx_http_tavus_valid_header_line(ctx->line_start,
-                                                 b->pos - ctx->line_start)
-                != NGX_OK)
+            if (r->header_name_start != ctx->line_start
+                || *r->header_name_end != ':'
+                || (r->invalid_header
+                    && ngx_http_tavus_valid_token(r->header_name_start,
+                                        r->header_name_end
+                                        - r->header_name_start)
+                       != NGX_OK)
+                || ngx_http_tavus_valid_field_value(r->header_start,
+                                        r->header_end - r->header_start)
+                   != NGX_OK)
             {
                 return ngx_http_tavus_invalid(r, ctx, "an invalid header");
             }

@@ -15,23 +15,38 @@ static ngx_int_t ngx_http_tavus_line_end(u_char *p, u_char *last);
 
 
 /*
- * RFC 9110's tchar (ALPHA, DIGIT and "!#$%&'*+-.^_`|~"), and what a field
- * value or a reason phrase may hold (HTAB, SP, VCHAR and obs-text), as
- * bitmaps: a byte a lookup, since every header line of every answer is
- * checked
+ * The classes of a byte: RFC 9110's tchar (ALPHA, DIGIT and
+ * "!#$%&'*+-.^_`|~"), what a field value or a reason phrase may hold
+ * (HTAB, SP, VCHAR and obs-text), and what a replica id may hold
+ * (ALPHA, DIGIT, "-" and "_").  A table: every byte of every header line
+ * of every answer, and of every replica id, is looked up.
  */
 
-static uint32_t  ngx_http_tavus_tchar[] = {
-    0x00000000, 0x03ff6cfa, 0xc7fffffe, 0x57ffffff,
-    0x00000000, 0x00000000, 0x00000000, 0x00000000
+#define NGX_HTTP_TAVUS_TCHAR   1
+#define NGX_HTTP_TAVUS_FCHAR   2
+#define NGX_HTTP_TAVUS_IDCHAR  4
+
+static u_char  ngx_http_tavus_class[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    2, 3, 2, 3, 3, 3, 3, 3, 2, 2, 3, 3, 2, 7, 3, 2,
+    7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 2, 2, 2, 2, 2, 2,
+    2, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+    7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 2, 2, 2, 3, 7,
+    3, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7,
+    7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 2, 3, 2, 3, 0,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,
+    2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2
 };
 
-static uint32_t  ngx_http_tavus_fchar[] = {
-    0x00000200, 0xffffffff, 0xffffffff, 0x7fffffff,
-    0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff
-};
-
-#define ngx_http_tavus_in(map, ch)  ((map)[(ch) >> 5] & (1U << ((ch) & 0x1f)))
+#define ngx_http_tavus_in(class, ch)                                         \
+    (ngx_http_tavus_class[ch] & NGX_HTTP_TAVUS_ ## class)
 
 
 /* NGX_OK if 1 to 128 bytes of [A-Za-z0-9_-], NGX_DECLINED otherwise */
@@ -39,37 +54,14 @@ static uint32_t  ngx_http_tavus_fchar[] = {
 ngx_int_t
 ngx_http_tavus_valid_replica_id(u_char *data, size_t len)
 {
-    u_char  ch;
     size_t  i;
-
-                    /* "-", "0"-"9", "A"-"Z", "_", "a"-"z" */
-
-    static uint32_t  allowed[] = {
-        0x00000000, /* 0000 0000 0000 0000  0000 0000 0000 0000 */
-
-                    /* ?>=< ;:98 7654 3210  /.-, +*)( '&%$ #"!  */
-        0x03ff2000, /* 0000 0011 1111 1111  0010 0000 0000 0000 */
-
-                    /* _^]\ [ZYX WVUT SRQP  ONML KJIH GFED CBA@ */
-        0x87fffffe, /* 1000 0111 1111 1111  1111 1111 1111 1110 */
-
-                    /*  ~}| {zyx wvut srqp  onml kjih gfed cba` */
-        0x07fffffe, /* 0000 0111 1111 1111  1111 1111 1111 1110 */
-
-        0x00000000, /* 0000 0000 0000 0000  0000 0000 0000 0000 */
-        0x00000000, /* 0000 0000 0000 0000  0000 0000 0000 0000 */
-        0x00000000, /* 0000 0000 0000 0000  0000 0000 0000 0000 */
-        0x00000000  /* 0000 0000 0000 0000  0000 0000 0000 0000 */
-    };
 
     if (len == 0 || len > NGX_HTTP_TAVUS_REPLICA_ID_MAX) {
         return NGX_DECLINED;
     }
 
     for (i = 0; i < len; i++) {
-        ch = data[i];
-
-        if (!(allowed[ch >> 5] & (1U << (ch & 0x1f)))) {
+        if (!ngx_http_tavus_in(IDCHAR, data[i])) {
             return NGX_DECLINED;
         }
     }
@@ -328,7 +320,7 @@ ngx_http_tavus_valid_status_line(u_char *p, size_t len)
     if (*p == ' ') {
         p++;
 
-        while (p < last && ngx_http_tavus_in(ngx_http_tavus_fchar, *p)) {
+        while (p < last && ngx_http_tavus_in(FCHAR, *p)) {
             p++;
         }
     }
@@ -338,36 +330,67 @@ ngx_http_tavus_valid_status_line(u_char *p, size_t len)
 
 
 /*
- * One header line of an answer as RFC 9112 has it, a bare LF allowed for
- * CRLF: a field name of token characters, ":", the value of field
- * characters (leading and trailing SP and HTAB are its OWS), the end of
- * the line.  nginx's parser would accept more: names with other bytes, a
- * line without a colon, control bytes in a value, and a status line among
- * the header lines, which it skips.  NGX_OK, or NGX_DECLINED.
+ * A field name: one or more of RFC 9110's tchar.  NGX_OK, or NGX_DECLINED.
  */
 
 ngx_int_t
-ngx_http_tavus_valid_header_line(u_char *p, size_t len)
+ngx_http_tavus_valid_token(u_char *p, size_t len)
 {
-    u_char  *last, *name;
+    u_char  *last;
 
-    last = p + len;
-
-    for (name = p; p < last && ngx_http_tavus_in(ngx_http_tavus_tchar, *p);
-         p++)
-    {
-        /* void */
-    }
-
-    if (p == name || p == last || *p++ != ':') {
+    if (len == 0) {
         return NGX_DECLINED;
     }
 
-    while (p < last && ngx_http_tavus_in(ngx_http_tavus_fchar, *p)) {
-        p++;
+    for (last = p + len; p < last; p++) {
+        if (!ngx_http_tavus_in(TCHAR, *p)) {
+            return NGX_DECLINED;
+        }
     }
 
-    return ngx_http_tavus_line_end(p, last);
+    return NGX_OK;
+}
+
+
+/*
+ * A field value: HTAB, SP, VCHAR and obs-text only, no other control
+ * byte and no DEL.  NGX_OK, or NGX_DECLINED.
+ */
+
+ngx_int_t
+ngx_http_tavus_valid_field_value(u_char *p, size_t len)
+{
+    u_char    *last;
+    uint64_t   w, x;
+
+    last = p + len;
+
+    /*
+     * 8 bytes at a time while none of them is below SP or is DEL (HTAB,
+     * and a word that only seems to hold such a byte, go on byte by byte)
+     */
+
+    while (last - p >= 8) {
+        ngx_memcpy(&w, p, 8);
+
+        x = w ^ 0x7f7f7f7f7f7f7f7fULL;
+
+        if (((w - 0x2020202020202020ULL) & ~w & 0x8080808080808080ULL)
+            || ((x - 0x0101010101010101ULL) & ~x & 0x8080808080808080ULL))
+        {
+            break;
+        }
+
+        p += 8;
+    }
+
+    for ( /* void */ ; p < last; p++) {
+        if (!ngx_http_tavus_in(FCHAR, *p)) {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
 }
 
 

@@ -32,7 +32,8 @@ ngx_int_t ngx_http_tavus_key_variable(u_char *data, size_t len,
 ngx_int_t ngx_http_tavus_parse_host(u_char *data, size_t len,
     ngx_uint_t variables, ngx_str_t *host);
 ngx_int_t ngx_http_tavus_valid_status_line(u_char *p, size_t len);
-ngx_int_t ngx_http_tavus_valid_header_line(u_char *p, size_t len);
+ngx_int_t ngx_http_tavus_valid_token(u_char *p, size_t len);
+ngx_int_t ngx_http_tavus_valid_field_value(u_char *p, size_t len);
 
 
 #endif /* _NGX_HTTP_TAVUS_VALIDATE_H_INCLUDED_ */

@@ -618,32 +618,37 @@ test_lines(void)
           "status line: lowercase" },
     };
 
-    str_case_t  header[] = {
-        { S("Content-Length: 2\r\n"), NGX_OK, "header line: plain" },
-        { S("Content-Length:\t2\t\r\n"), NGX_OK, "header line: HTAB OWS" },
-        { S("X-A:\r\n"), NGX_OK, "header line: an empty value" },
-        { S("X-A: \xc3\xa9\n"), NGX_OK, "header line: obs-text, bare LF" },
-        { S("!#$%&'*+-.^_`|~09aZ: v\r\n"), NGX_OK,
-          "header line: every tchar" },
-        { S("X@Y: b\r\n"), NGX_DECLINED, "header line: @ in the name" },
-        { S("X Y: b\r\n"), NGX_DECLINED, "header line: a space in the name" },
-        { S("X-A : b\r\n"), NGX_DECLINED,
-          "header line: a space before the colon" },
-        { S("NoColonHere\r\n"), NGX_DECLINED, "header line: no colon" },
-        { S(": b\r\n"), NGX_DECLINED, "header line: no name" },
-        { S(" X-A: b\r\n"), NGX_DECLINED, "header line: obs-fold" },
-        { S("X-A: a\x01" "b\r\n"), NGX_DECLINED,
-          "header line: a control byte" },
-        { S("X-A: a\x7f" "b\r\n"), NGX_DECLINED, "header line: DEL" },
-        { S("X-A: a\0b\r\n"), NGX_DECLINED, "header line: NUL" },
-        { S("HTTP/1.1 200 OK\r\nX-A: b\r\n"), NGX_DECLINED,
-          "header line: a status line, then a header line" },
-        { S("X-A: b\r\nX-B: c\r\n"), NGX_DECLINED,
-          "header line: two lines" },
+    str_case_t  token[] = {
+        { S("Content-Length"), NGX_OK, "token: a header name" },
+        { S("!#$%&'*+-.^_`|~09aZ"), NGX_OK, "token: every tchar" },
+        { S(""), NGX_DECLINED, "token: empty" },
+        { S("X@Y"), NGX_DECLINED, "token: @" },
+        { S("X Y"), NGX_DECLINED, "token: a space" },
+        { S("X/Y"), NGX_DECLINED, "token: /" },
+        { S("X\xc3\xa9"), NGX_DECLINED, "token: a byte above ASCII" },
+    };
+
+    str_case_t  value[] = {
+        { S(""), NGX_OK, "field value: empty" },
+        { S("application/json"), NGX_OK, "field value: plain" },
+        { S("Tue, 01 Dec 2026 22:56:00 GMT"), NGX_OK,
+          "field value: longer than a word" },
+        { S("a\tb c \xc3\xa9 \xff"), NGX_OK,
+          "field value: HTAB, SP, obs-text" },
+        { S("0123456789abcdef\x01"), NGX_DECLINED,
+          "field value: a control byte after two words" },
+        { S("01234567\x7f"), NGX_DECLINED, "field value: DEL after a word" },
+        { S("a\x01" "b"), NGX_DECLINED, "field value: a control byte" },
+        { S("a\x7f" "b"), NGX_DECLINED, "field value: DEL" },
+        { S("a\r\nb"), NGX_DECLINED, "field value: CR LF" },
+        { S("a\0b"), NGX_DECLINED, "field value: NUL" },
+        { S("\xff\xff\xff\xff\xff\xff\xff\xff\x7f"), NGX_DECLINED,
+          "field value: DEL after a word of 0xff" },
     };
 
     check_table(ngx_http_tavus_valid_status_line, status);
-    check_table(ngx_http_tavus_valid_header_line, header);
+    check_table(ngx_http_tavus_valid_token, token);
+    check_table(ngx_http_tavus_valid_field_value, value);
 }
 
 
