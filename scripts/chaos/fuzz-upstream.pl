@@ -101,7 +101,7 @@ my %opt = (
 Getopt::Long::GetOptions(\%opt, 'seed=i', 'cases=i', 'seconds=f',
     'concurrency=i', 'workers=i', 'asan', 'nginx=s', 'module=s',
     'log-level=s', 'save=s', 'keep', 'verbose', 'case=i@', 'replay=s@',
-    'quiet')
+    'quiet', 'dump=s')
     or die "usage: see the header of $0\n";
 
 my $SEED = $opt{seed};
@@ -246,10 +246,12 @@ http {
         keepalive 8;
     }
 
+    # no keepalive here: after an error on a kept-alive connection nginx
+    # gives the try back (outside tavus_next_upstream_tries), and whether
+    # a try found a kept-alive connection depends on timing, not the seed
     upstream r {
         server 127.0.0.1:$port{m1} max_fails=0;
         server 127.0.0.1:$port{m2} max_fails=0;
-        keepalive 8;
     }
 
     server {
@@ -481,12 +483,24 @@ for my $l ([ $listen1, 'm1' ], [ $listen2, 'm2' ]) {
     });
 }
 
+# a RST drops what the socket has not sent yet: what the plan wrote goes
+# first (the send queue empty: nginx's kernel has it all)
+
+my $SIOCOUTQ = 0x5411;
+my $TCP_CORK = 3;
+
 sub up_close {
     my ($u, $how) = @_;
     return if $u->{dead}++;
     $u->{busy} = 0;
     forget($u->{fh});
     if ($how && $how eq 'rst') {
+        for (1 .. 200) {
+            my $q = pack 'i', 0;
+            ioctl($u->{fh}, $SIOCOUTQ, $q) or last;
+            last if unpack('i', $q) == 0;
+            Time::HiRes::sleep(0.0005);
+        }
         setsockopt($u->{fh}, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0));
     }
     close $u->{fh};
@@ -556,12 +570,20 @@ sub up_request {
         # close answers this request
         $c->{stale_tries}++;
         $stat{upstream_requests_on_closing}++;
+        print "stale: case $c->{n} on connection $u->{id} after case"
+              . " $u->{last}{n} ($u->{last}{why})\n" if $opt{verbose};
         return;
     }
 
     my $try = ++$c->{received};
     my $plan = $c->{plans}[ $try - 1 ] // $c->{plans}[-1];
     push @{ $c->{tries} }, { conn => $u->{id}, srv => $u->{srv} };
+
+    # a client that goes away does so once the upstream has the delete:
+    # at once, or after its delay (the answer waits longer, see gen_case)
+    if (my $cb = delete $c->{abort_cb}) {
+        after($c->{abort} eq 'after_delay' ? $c->{abort_ms} : 0, $cb);
+    }
 
     # exactly framed is a property of the bytes; the end of the plan
     # (FIN, RST) comes after them, nginx cannot know of it
@@ -573,7 +595,6 @@ sub up_request {
     $u->{busy} = 1;
     $u->{last} = { n => $c->{n}, keepable => $v->{keepable},
                    why => $v->{why} };
-    $stat{"end_$plan->{end}"}++;
 
     my @parts = @{ $plan->{parts} };
     my $step;
@@ -597,6 +618,11 @@ sub up_request {
         }
         after($part->[0], sub {
             return if $u->{dead};
+            # the last write of an answer the mock then closes: with the
+            # FIN in the same segment (TCP_CORK until the close), so that
+            # nginx sees the close with the answer's end
+            setsockopt($u->{fh}, IPPROTO_TCP, $TCP_CORK, 1)
+                if !@parts && $plan->{end} eq 'fin' && !$plan->{end_delay};
             up_write($u, $part->[1]);
             $step->();
         });
@@ -668,9 +694,15 @@ sub case_started {
     my ($c) = @_;
     $c->{deadline} = Time::HiRes::time() + $CLIENT_TIMEOUT;
     $stat{cases}++;
+    # what the seed made: the same in every run of it
     $stat{"route_$c->{route}"}++;
     $stat{"proto_$c->{proto}"}++;
-    $stat{"kind_$_->{kind}"}++ for $c->{plans}[0];
+    $stat{"abort_$c->{abort}"}++;
+    $stat{"body_$c->{body}"}++;
+    for my $p (@{ $c->{plans} }[ 0 .. ($c->{route} eq 'r' ? 1 : 0) ]) {
+        $stat{"kind_$p->{kind}"}++;
+        $stat{"end_$p->{end}"}++;
+    }
 }
 
 # the client got an answer: check it
@@ -714,7 +746,6 @@ sub case_answered {
         # plan said, before nginx saw it: the access log tells (a try the
         # mock never saw)
         $c->{maybe_stale} = join('; ', @wrong);
-        $stat{outcome_upstream_error}++;
         return;
     }
 
@@ -736,8 +767,11 @@ sub case_answered {
     if (@wrong) {
         fail($c, join('; ', @wrong) . " (got $status: " . printable($body)
                  . ')');
-    } elsif ($opt{verbose}) {
-        print "ok $c->{n} $c->{route} $c->{proto} $status\n";
+    } else {
+        print "ok $c->{n} $c->{route} $c->{proto} $status\n"
+            if $opt{verbose};
+        # a long run keeps what the checks after it need, not the bytes
+        $c->{plans} = [] unless $opt{keep} || @{ $opt{replay} };
     }
 }
 
@@ -790,8 +824,11 @@ sub h1_start {
                wait => [], closed => 0 };
     $active++;
 
-    my $abort = $group[0]{abort};
-    $abort = 'none' if @group > 1 && $abort eq 'partial_request';
+    # a client of several pipelined deletes does not go away: which of
+    # their answers came first would depend on timing
+    if (@group > 1) {
+        $_->{abort} = 'none' for @group;
+    }
 
     for my $i (0 .. $#group) {
         my $c = $group[$i];
@@ -814,7 +851,9 @@ sub h1_start {
     $cl->{keep} = $last->{client_keep} && $last->{body} ne 'unsent';
 
     if ($last->{abort} eq 'partial_request') {
-        $cl->{out} = substr($cl->{out}, 0, int(length($cl->{out}) / 2));
+        # a part of the request line and headers: never a whole request
+        my $head = index($cl->{out}, "\r\n\r\n");
+        $cl->{out} = substr($cl->{out}, 0, int($head / 2));
     }
 
     # the answers, and the check of each
@@ -823,15 +862,18 @@ sub h1_start {
     watch_write($s, sub { h1_flush($cl) });
 
     if ($last->{abort} ne 'none') {
-        my $ms = $last->{abort} eq 'after_delay' ? $last->{abort_ms} : 0;
-        $ms = 5 if $last->{abort} eq 'partial_request';
         $cl->{abort_timer} = 1;
-        after($ms, sub {
+        my $abort = sub {
             return if $cl->{closed};
             # flushed first: the request is whole before the close
             h1_flush($cl);
             h1_close($cl, 'aborted');
-        });
+        };
+        if ($last->{abort} eq 'partial_request') {
+            after(5, $abort);
+        } else {
+            $last->{abort_cb} = $abort;
+        }
     }
 
     if ($last->{body} eq 'expect' && defined $last->{expect_rest}) {
@@ -989,10 +1031,11 @@ sub h2_start {
         $cl->{streams}{$sid} = { c => $c, headers => undef, body => '' };
 
         if ($c->{abort} ne 'none') {
-            my $ms = $c->{abort} eq 'after_delay' ? $c->{abort_ms} : 0;
-            after($ms, sub {
+            # no half request in HTTP/2: a reset once the upstream has it
+            $c->{abort} = 'after_send' if $c->{abort} eq 'partial_request';
+            $c->{abort_cb} = sub {
                 return if $cl->{closed} || !$cl->{streams}{$sid};
-                if ($c->{abort_ms} % 3 == 0) {
+                if ($c->{abort_ms} % 3 == 0 && @group == 1) {
                     # the whole connection goes, and every stream on it
                     $_->{c}{abort} = 'with_connection'
                         for values %{ $cl->{streams} };
@@ -1003,7 +1046,7 @@ sub h2_start {
                 h2_flush($cl);
                 case_gone($st->{c}, 'reset');
                 h2_maybe_done($cl);
-            });
+            };
         }
     }
 
@@ -1183,7 +1226,21 @@ for my $c (sort { $a->{n} <=> $b->{n} } values %CASE) {
     if ($c->{maybe_stale}) {
         my $tries = $l ? scalar(split /, /, $l->[4]) : 0;
         my $seen = ($c->{received} // 0) + ($c->{stale_tries} // 0);
-        if ($l && ($tries > $seen || $l->[4] =~ /(?:^|, )[a-z]+$/)) {
+        if ($l && $l->[4] =~ /(?:^|, )[a-z]+$/ && $tries == $seen + 1) {
+            # every server tried, and one more try: nginx gives a try
+            # back after an error on a kept-alive connection (outside
+            # tavus_next_upstream_tries); it found no live server, and
+            # "the last try decides" (docs/responses.md)
+            print "no live server: case $c->{n}: nginx tried $l->[4]"
+                  . " ($l->[5]), the mock saw $seen\n" if $opt{verbose};
+            $stat{no_live_after_keepalive_error}++;
+            $c->{stale} = 1;
+            next;
+        }
+        if ($l && $tries > $seen) {
+            print "stale: case $c->{n} route $c->{route}: nginx tried"
+                  . " $l->[4] ($l->[5]), the mock saw $seen\n"
+                if $opt{verbose};
             $stat{stale_keepalive}++;
             $c->{stale} = 1;
             next;
@@ -1218,6 +1275,19 @@ for my $c (values %CASE) {
     fail($c, "an aborted delete with tavus_ignore_client_abort logged"
              . " $l->[1], not one of " . join(', ', map { $_->{code} } @$chain))
         unless grep { $_->{code} eq $l->[1] } @$chain;
+}
+
+# each case's end, for comparing two runs (--dump FILE)
+
+if ($opt{dump}) {
+    open my $fh, '>', $opt{dump} or die "$opt{dump}: $!";
+    for my $c (sort { $a->{n} <=> $b->{n} } values %CASE) {
+        printf $fh "%d %s %s %d %s\n", $c->{n}, $c->{route},
+               $c->{client} ? $c->{client}{status} : 'none',
+               $c->{received} // 0,
+               $c->{stale} ? 'stale' : $c->{abort};
+    }
+    close $fh;
 }
 
 # the metrics against the access log
@@ -1305,28 +1375,39 @@ sub line {
            join(', ', map { (s/^\Q$prefix\E//r) . " $stat{$_}" } @k);
 }
 
-line('routes', 'route_');
-line('clients', 'proto_');
-line('answers', 'kind_');
-line('ends', 'end_');
-line('outcomes', 'outcome_');
-printf "fuzz-upstream: checks        %d client answers, %d upstream requests"
-       . " on %d connections (%d reused, %d closed by nginx), %d access log"
-       . " lines, metrics\n",
+print "fuzz-upstream: made by the seed (first answer, and the second of"
+      . " the retry route):\n";
+line('  routes', 'route_');
+line('  clients', 'proto_');
+line('  aborts', 'abort_');
+line('  bodies', 'body_');
+line('  answers', 'kind_');
+line('  ends', 'end_');
+print "fuzz-upstream: seen:\n";
+line('  outcomes', 'outcome_');
+printf "fuzz-upstream:   checks      %d client answers, %d upstream requests,"
+       . " %d access log lines, the metrics\n",
        $stat{answers_checked} // 0, $stat{upstream_requests} // 0,
+       $log_lines // 0;
+printf "fuzz-upstream:   aborted     %d by the client (%d of them logged with"
+       . " tavus_ignore_client_abort)\n",
+       $stat{aborted} // 0, $stat{aborted_logged} // 0;
+
+# what depends on timing as well as on the seed
+printf "fuzz-upstream:   timing      %d upstream connections, %d reused, %d"
+       . " closed by nginx; %d stale kept-alive connections%s; error log:"
+       . " %s\n",
        $stat{upstream_connections} // 0, $stat{upstream_reused} // 0,
-       $stat{upstream_closed_by_nginx} // 0, $log_lines // 0;
-printf "fuzz-upstream: aborted       %d by the client (%d of them logged with"
-       . " tavus_ignore_client_abort), %d stale kept-alive connections\n",
-       $stat{aborted} // 0, $stat{aborted_logged} // 0,
-       $stat{stale_keepalive} // 0;
-printf "fuzz-upstream: error log     %s\n",
+       $stat{upstream_closed_by_nginx} // 0, $stat{stale_keepalive} // 0,
+       $stat{no_live_after_keepalive_error}
+       ? "; $stat{no_live_after_keepalive_error} retried deletes ended with"
+         . ' no live server after an error on a kept-alive connection' : '',
        join(', ', map { "$_ $levels{$_}" } sort keys %levels);
 if ($opt{verbose}) {
     printf "fuzz-upstream:   %6d %s\n", $messages{$_}, $_
         for sort { $messages{$b} <=> $messages{$a} } keys %messages;
 }
-printf "fuzz-upstream: sanitizer     %s\n",
+printf "fuzz-upstream:   sanitizer   %s\n",
        $ASAN_LOGS ? scalar(@reports) . ' reports' : 'not used';
 
 # cases that failed, and failures of the run as a whole
