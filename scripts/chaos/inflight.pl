@@ -32,6 +32,8 @@
 #
 # Environment: INFLIGHT_N (10000), INFLIGHT_WORKERS (4), INFLIGHT_CLIENTS
 # (4), INFLIGHT_MOCKS (4), INFLIGHT_ONLY (module,recipe), INFLIGHT_TIMEOUT,
+# INFLIGHT_WORKER_CONNECTIONS (fewer than needed: what happens beyond the
+# operator's limit; the run then fails, and says how),
 # TAVUS_MODULE, TAVUS_NGINX, INFLIGHT_KEEP=1 (keep the work directory).
 
 use strict;
@@ -66,7 +68,10 @@ my $SO_REUSEPORT = 15;
 die "inflight: no module at $MODULE (make build)\n" unless -f $MODULE;
 
 # the connections each worker must hold, with room for an uneven spread
-my $per_worker = int(2 * $N / $WORKERS * 1.5) + 512;
+# (INFLIGHT_WORKER_CONNECTIONS sets fewer, to see what happens beyond the
+# limit an operator configured)
+my $per_worker = $ENV{INFLIGHT_WORKER_CONNECTIONS}
+                 || int(2 * $N / $WORKERS * 1.5) + 512;
 my $files = $per_worker + 1024;
 die "inflight: $WORKERS workers would need $files files each, more than"
     . " the 20,000 a process may have: raise INFLIGHT_WORKERS\n"
@@ -178,7 +183,8 @@ sub mock {
 
         if ($release && @held) {
             for my $c (@held) {
-                syswrite($c->{s}, $ANSWER) if $conn{ fileno $c->{s} };
+                my $fd = fileno $c->{s};
+                syswrite($c->{s}, $ANSWER) if defined $fd && $conn{$fd};
             }
             @held = ();
         }
