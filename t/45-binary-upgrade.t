@@ -109,7 +109,7 @@ sub environ {
     my ($pid) = @_;
     open my $fh, '<', "/proc/$pid/environ" or return {};
     local $/;
-    return { map { split /=/, $_, 2 } split /\0/, <$fh> // '' };
+    return { map { split /=/, $_, 2 } grep { /=/ } split /\0/, <$fh> // '' };
 }
 is(environ($new)->{LD_PRELOAD}, environ($old)->{LD_PRELOAD},
    'the new master has the old one\'s LD_PRELOAD ('
