@@ -961,6 +961,9 @@ sub parse_chunked {
             my $part = substr($bytes, $pos);
             return $fail->('an invalid chunk size', 1)
                 if length $part && $part !~ /\A[0-9a-fA-F]/;
+            # a CR that no LF follows ends no line
+            return $fail->('a bare CR in a chunk size line', 1)
+                if $part =~ /\r[^\n]/;
             if ($part =~ /\A([0-9a-fA-F]+)/ && length $1 > 15) {
                 $r->{needs} = 9e15;
             }
