@@ -327,6 +327,8 @@ mkdir "$prefix/$_" for qw(client_body_temp proxy_temp fastcgi_temp
 
 my $nginx_pid = fork() // die "fork: $!";
 if ($nginx_pid == 0) {
+    # a process group of its own: a run that dies takes its workers along
+    setpgrp(0, 0);
     close $listen1;
     close $listen2;
     open STDIN, '<', '/dev/null';
@@ -337,10 +339,26 @@ if ($nginx_pid == 0) {
          "$prefix/error.log" or POSIX::_exit(127);
 }
 
+$SIG{INT} = $SIG{TERM} = sub { die "fuzz-upstream: interrupted\n" };
+
+# and if this process is killed outright: a watchdog stops nginx
+{
+    my $parent = $$;
+    my $wd = fork() // die "fork: $!";
+    if ($wd == 0) {
+        $SIG{$_} = 'DEFAULT' for qw(INT TERM);
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>', '/dev/null';
+        Time::HiRes::sleep(0.2) while getppid() == $parent;
+        kill 'KILL', -$nginx_pid;
+        POSIX::_exit(0);
+    }
+}
+
 END {
     if ($nginx_pid && kill 0, $nginx_pid) {
+        kill 'KILL', -$nginx_pid;
         kill 'KILL', $nginx_pid;
-        kill 'KILL', $_ for worker_pids();
     }
 }
 

@@ -88,6 +88,8 @@ my %CHILD;
 
 END {
     for my $pid (keys %CHILD) {
+        # nginx runs in a process group of its own, with its workers
+        kill 'KILL', $CHILD{$pid} =~ /^nginx/ ? -$pid : $pid;
         kill 'KILL', $pid;
         waitpid($pid, 0);
     }
@@ -134,6 +136,7 @@ sub mock {
     $l->blocking(0);
 
     my $release = 0;
+    my $parent = getppid();
     $SIG{USR1} = sub { $release = 1 };
     $SIG{TERM} = sub { POSIX::_exit(0) };
 
@@ -145,6 +148,9 @@ sub mock {
 
     while (1) {
         $poll->poll(0.1);
+
+        # the bench is gone: so is its mock
+        POSIX::_exit(0) if getppid() != $parent;
 
         if ($poll->events($l)) {
             while (my $s = $l->accept) {
@@ -489,11 +495,22 @@ for my $name (@ONLY) {
     spew("$dir/nginx.conf", $conf);
 
     my $master = spawn("nginx $name", sub {
+        setpgrp(0, 0);
         open STDOUT, '>>', "$dir/stderr";
         open STDERR, '>&', \*STDOUT;
         exec $NGINX, '-p', "$dir/", '-c', "$dir/nginx.conf", '-e',
              "$dir/error.log" or die "exec: $!";
     });
+
+    # and if this process is killed outright: a watchdog stops nginx
+    my $parent = $$;
+    my $wd = fork() // die "fork: $!";
+    if ($wd == 0) {
+        open STDIN, '<', '/dev/null';
+        sleep 0.2 while getppid() == $parent && kill 0, $master;
+        kill 'KILL', -$master if getppid() != $parent;
+        POSIX::_exit(0);
+    }
 
     wait_port($port, $master) && wait_port($status_port, $master)
         or die "inflight: nginx ($name) did not start:\n"
