@@ -53,6 +53,7 @@ NGX_INCS =	-I $(CURDIR)/ngx_tavus_module -I $(abspath $(NGX_BUILD))/objs \
 UNIT_FLAGS ?=	-g -O1 -Wall -Wextra -Werror -Wno-unused-parameter
 
 .PHONY: deps build run test unit deb test-deb test-matrix bench \
+	fuzz-upstream fuzz-upstream-long chaos-reload bench-inflight \
 	test-valgrind test-asan fuzz soak clean
 
 # make -s print-VAR: the value of VAR (see the build facts above)
@@ -122,6 +123,25 @@ fuzz: deps
 
 soak: build
 	perl scripts/soak.pl
+
+# the system fuzzer of the upstream answer path: 20,000 exchanges of seed
+# 1 through nginx with the module built with ASan and UBSan; -long: a new
+# seed for FUZZ_UPSTREAM_SECONDS (1,800)
+fuzz-upstream: build
+	@sh scripts/deps.sh $(CHECK_DEPS)
+	bash scripts/chaos/fuzz-upstream.sh
+
+fuzz-upstream-long: build
+	@sh scripts/deps.sh $(CHECK_DEPS)
+	bash scripts/chaos/fuzz-upstream.sh long
+
+# a reload every second under load, for a minute
+chaos-reload: build
+	CHAOS_RELOAD_SECONDS=60 prove -v t/46-reload-load.t
+
+# 10,000 deletes in flight, the module against the proxy_pass recipe
+bench-inflight: build
+	perl scripts/chaos/inflight.pl
 
 # bench/README.md: BENCH_* knobs, what is measured and how
 bench: build
