@@ -43,30 +43,12 @@ my $mock = TavusTest->new;
 $mock->run($mock->mock_tavus(name => 'tavus', key => $key));
 my $mock_port = $mock->port('tavus');
 
-my $old = $t->run_daemon(<<"HTTP");
-    log_format audit '\$tavus_replica_id \$status \$tavus_outcome pid=\$pid';
-    tavus_metrics_zone upgrade 1m;
-
-    upstream tavus_up {
-        server 127.0.0.1:$mock_port;
-        keepalive 8;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_gw%%;
-        access_log %%PREFIX%%/audit.log audit;
-        tavus_api_key $key;
-
-        location ~ ^/d/(?<replica>[^/]*)\$ {
-            tavus_delete_replica \$replica;
-            tavus_pass http://tavus_up;
-        }
-
-        location = /metrics {
-            tavus_metrics;
-        }
-    }
-HTTP
+my $old = $t->run_daemon(
+    "    log_format audit '\$tavus_replica_id \$status \$tavus_outcome"
+    . " pid=\$pid';\n\n"
+    . TavusChaos::load_gateway(zone => 'upgrade', mock_port => $mock_port,
+                               key => $key,
+                               log => 'access_log %%PREFIX%%/audit.log audit;'));
 
 my $gw = $t->port('gw');
 ok(until_true('two workers', sub { TavusChaos->children_of($old) == 2 }),

@@ -34,30 +34,9 @@ my $mock = TavusTest->new;
 $mock->run($mock->mock_tavus(name => 'tavus', key => $key));
 my $mock_port = $mock->port('tavus');
 
-$t->run(<<"HTTP");
-    access_log off;
-    tavus_metrics_zone reload 1m;
-
-    upstream tavus_up {
-        server 127.0.0.1:$mock_port;
-        keepalive 8;
-    }
-
-    server {
-        listen 127.0.0.1:%%PORT_gw%%;
-        tavus_api_key $key;
-
-        location ~ ^/d/(?<replica>[^/]*)\$ {
-            tavus_metrics_label load;
-            tavus_delete_replica \$replica;
-            tavus_pass http://tavus_up;
-        }
-
-        location = /metrics {
-            tavus_metrics;
-        }
-    }
-HTTP
+$t->run("    access_log off;\n\n"
+        . TavusChaos::load_gateway(zone => 'reload', mock_port => $mock_port,
+                                   key => $key, log => '', label => 'load'));
 
 my $gw = $t->port('gw');
 $t->wait_workers;

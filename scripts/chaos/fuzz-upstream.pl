@@ -87,6 +87,7 @@ use TavusFuzz qw(gen_case classify chain_outcomes check_answer case_to_json
                  case_from_json printable);
 use TavusH2 ();
 use TavusProm ();
+use TavusProc ();
 
 $| = 1;
 $SIG{PIPE} = 'IGNORE';
@@ -190,22 +191,11 @@ sub next_case {
 ###############################################################################
 # ports, config, nginx
 
+# the project's port policy (t/lib/TavusProc.pm)
+
 my %used;
 
-sub free_port {
-    my ($lo) = split ' ', slurp('/proc/sys/net/ipv4/ip_local_port_range');
-    $lo ||= 32768;
-    for (1 .. 1000) {
-        my $port = 10000 + int rand($lo - 10000);
-        next if $used{$port}++;
-        my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-                                      LocalPort => $port, Proto => 'tcp',
-                                      Listen => 1) or next;
-        close $s;
-        return $port;
-    }
-    die "fuzz-upstream: no free port\n";
-}
+sub free_port { TavusProc::free_port(used => \%used) }
 
 my %port = map { $_ => free_port() } qw(h1 h2 m1 m2);
 
@@ -915,6 +905,14 @@ sub h1_start {
 sub h1_flush {
     my ($cl) = @_;
     return if $cl->{closed};
+    flush_out($cl, \&h1_close, \&h1_flush);
+}
+
+# what a client connection has to send, written; a write error closes it
+# with CLOSE; while something is left, AGAIN runs when it can be written
+
+sub flush_out {
+    my ($cl, $close, $again) = @_;
     if (length $cl->{out}) {
         my $n = syswrite($cl->{fh}, $cl->{out});
         if (defined $n) {
@@ -922,10 +920,10 @@ sub h1_flush {
         } elsif ($! != EAGAIN && $! != EWOULDBLOCK && $! != EINTR
                  && $! != EINPROGRESS && $! != Errno::ENOTCONN())
         {
-            return h1_close($cl, "write: $!");
+            return $close->($cl, "write: $!");
         }
     }
-    watch_write($cl->{fh}, length $cl->{out} ? sub { h1_flush($cl) } : undef);
+    watch_write($cl->{fh}, length $cl->{out} ? sub { $again->($cl) } : undef);
 }
 
 sub h1_close {
@@ -1084,17 +1082,7 @@ sub h2_flush {
     my ($cl) = @_;
     return if $cl->{closed};
     $cl->{out} .= $cl->{h2}->take_output;
-    if (length $cl->{out}) {
-        my $n = syswrite($cl->{fh}, $cl->{out});
-        if (defined $n) {
-            substr($cl->{out}, 0, $n, '');
-        } elsif ($! != EAGAIN && $! != EWOULDBLOCK && $! != EINTR
-                 && $! != EINPROGRESS && $! != Errno::ENOTCONN())
-        {
-            return h2_close($cl, "write: $!");
-        }
-    }
-    watch_write($cl->{fh}, length $cl->{out} ? sub { h2_flush($cl) } : undef);
+    flush_out($cl, \&h2_close, \&h2_flush);
 }
 
 sub h2_close {
@@ -1500,17 +1488,5 @@ sub http_get {
     return $r =~ /\A\S+ 200 .*?\r\n\r\n(.*)\z/s ? $1 : undef;
 }
 
-sub slurp {
-    my ($path) = @_;
-    open my $fh, '<:raw', $path or return '';
-    local $/;
-    my $c = <$fh>;
-    return $c // '';
-}
-
-sub spew {
-    my ($path, $content) = @_;
-    open my $fh, '>:raw', $path or die "$path: $!";
-    print $fh $content;
-    close $fh or die "$path: $!";
-}
+sub slurp { TavusProc::slurp(@_) }
+sub spew { TavusProc::spew(@_) }

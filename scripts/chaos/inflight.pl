@@ -49,6 +49,9 @@ use Socket qw(SOL_SOCKET SOMAXCONN IPPROTO_TCP TCP_NODELAY);
 use Time::HiRes qw(time sleep);
 use Errno qw(EAGAIN EWOULDBLOCK EINPROGRESS EINTR);
 
+use lib File::Basename::dirname(Cwd::abs_path(__FILE__)) . '/../../t/lib';
+use TavusProc ();
+
 $| = 1;
 $SIG{PIPE} = 'IGNORE';
 
@@ -97,22 +100,11 @@ END {
 
 $SIG{INT} = $SIG{TERM} = sub { die "inflight: interrupted\n" };
 
+# the project's port policy (t/lib/TavusProc.pm)
+
 my %used;
 
-sub free_port {
-    my ($lo) = split ' ', slurp('/proc/sys/net/ipv4/ip_local_port_range');
-    $lo ||= 32768;
-    for (1 .. 1000) {
-        my $p = 10000 + int rand($lo - 10000);
-        next if $used{$p}++;
-        my $s = IO::Socket::INET->new(LocalAddr => '127.0.0.1',
-                                      LocalPort => $p, Proto => 'tcp',
-                                      Listen => 1) or next;
-        close $s;
-        return $p;
-    }
-    die "inflight: no free port\n";
-}
+sub free_port { TavusProc::free_port(used => \%used) }
 
 my $mock_port = free_port();
 
@@ -625,17 +617,5 @@ if (@ONLY == 2 && $result{recipe}{held} && $result{module}{held}) {
 print $failed ? "inflight: FAIL\n" : "inflight: PASS\n";
 exit($failed ? 1 : 0);
 
-sub slurp {
-    my ($path) = @_;
-    open my $fh, '<:raw', $path or return '';
-    local $/;
-    my $c = <$fh>;
-    return $c // '';
-}
-
-sub spew {
-    my ($path, $content) = @_;
-    open my $fh, '>:raw', $path or die "$path: $!";
-    print $fh $content;
-    close $fh or die "$path: $!";
-}
+sub slurp { TavusProc::slurp(@_) }
+sub spew { TavusProc::spew(@_) }

@@ -63,6 +63,42 @@ sub _conf {
     return $conf;
 }
 
+# the gateway of the load tests (t/45, t/46): deletes under /d/ through
+# an upstream{} group with keepalive to the mock on MOCK_PORT, and the
+# metrics at /metrics; zone => the metrics zone's name, log => the
+# server's access_log line, label => a tavus_metrics_label
+
+sub load_gateway {
+    my (%o) = @_;
+
+    my $label = $o{label} ? "            tavus_metrics_label $o{label};\n"
+                          : '';
+
+    return <<"HTTP";
+    tavus_metrics_zone $o{zone} 1m;
+
+    upstream tavus_up {
+        server 127.0.0.1:$o{mock_port};
+        keepalive 8;
+    }
+
+    server {
+        listen 127.0.0.1:%%PORT_gw%%;
+        $o{log}
+        tavus_api_key $o{key};
+
+        location ~ ^/d/(?<replica>[^/]*)\$ {
+$label            tavus_delete_replica \$replica;
+            tavus_pass http://tavus_up;
+        }
+
+        location = /metrics {
+            tavus_metrics;
+        }
+    }
+HTTP
+}
+
 # nginx as a daemon, for a binary upgrade: nginx ignores USR2 while the
 # master's parent is the process that started it (it takes itself for
 # the new binary of a running old one), so the master must be a daemon.
