@@ -426,33 +426,14 @@ sub write_conn {
 sub read_conn {
     my ($c) = @_;
 
-    my $n = sysread($c->{s}, my $buf, 65536);
+    my ($got, $status, $head, $body) = TavusProc::read_answer($c->{s},
+                                                             \$c->{in});
+    return if $got eq 'again';
 
-    unless (defined $n) {
-        return if $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
-        return maybe_retry($c, "read: $!");
-    }
+    # an error: $status is why (an answer that came is not sent again)
+    return maybe_retry($c, $status) if $got eq 'error';
 
-    return maybe_retry($c, 'closed') if $n == 0;
-
-    $c->{in} .= $buf;
-
-    my $end_of_head = index($c->{in}, "\r\n\r\n");
-    return if $end_of_head < 0;
-
-    my $head = substr($c->{in}, 0, $end_of_head);
-    my ($len) = $head =~ /\r\ncontent-length:\s*(\d+)/i;
-
-    unless (defined $len) {
-        return socket_error($c, 'an answer without Content-Length');
-    }
-
-    return if length($c->{in}) < $end_of_head + 4 + $len;
-
-    my $body = substr($c->{in}, $end_of_head + 4, $len);
-    my ($status) = $head =~ m{^HTTP/1\.[01] (\d{3})};
-
-    check($c, $status // 0, $head, $body);
+    check($c, $status, $head, $body);
 
     $done++;
     $sent{ $c->{kind}[0] }++;

@@ -926,12 +926,19 @@ sub flush_out {
     watch_write($cl->{fh}, length $cl->{out} ? sub { $again->($cl) } : undef);
 }
 
-sub h1_close {
-    my ($cl, $why) = @_;
-    return if $cl->{closed}++;
+# a client connection closed, once: false when it already was
+sub close_client {
+    my ($cl) = @_;
+    return 0 if $cl->{closed}++;
     forget($cl->{fh});
     close $cl->{fh};
     $active--;
+    return 1;
+}
+
+sub h1_close {
+    my ($cl, $why) = @_;
+    return unless close_client($cl);
     for my $c (@{ $cl->{wait} }) {
         # the cases before the one that aborted go with the connection
         $c->{abort} = 'with_group' if $why eq 'aborted';
@@ -941,15 +948,29 @@ sub h1_close {
     start_more();
 }
 
-sub h1_read {
-    my ($cl) = @_;
+# what nginx sent on a client connection, or undef: nothing yet, or the
+# connection is gone and $close was called
+sub read_some {
+    my ($cl, $close) = @_;
 
     my $n = sysread($cl->{fh}, my $buf, 65536);
     if (!defined $n) {
-        return if $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
-        return h1_close($cl, "read: $!");
+        return undef if $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
+        $close->($cl, "read: $!");
+        return undef;
     }
-    return h1_close($cl, 'closed by nginx') unless $n;
+    if (!$n) {
+        $close->($cl, 'closed by nginx');
+        return undef;
+    }
+    return $buf;
+}
+
+sub h1_read {
+    my ($cl) = @_;
+
+    my $buf = read_some($cl, \&h1_close);
+    return unless defined $buf;
 
     $cl->{in} .= $buf;
 
@@ -1087,10 +1108,7 @@ sub h2_flush {
 
 sub h2_close {
     my ($cl, $why) = @_;
-    return if $cl->{closed}++;
-    forget($cl->{fh});
-    close $cl->{fh};
-    $active--;
+    return unless close_client($cl);
     for my $sid (sort keys %{ $cl->{streams} }) {
         case_gone($cl->{streams}{$sid}{c}, "the HTTP/2 connection ended ($why)"
                                           . ' before an answer');
@@ -1110,12 +1128,8 @@ sub h2_maybe_done {
 sub h2_read {
     my ($cl) = @_;
 
-    my $n = sysread($cl->{fh}, my $buf, 65536);
-    if (!defined $n) {
-        return if $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
-        return h2_close($cl, "read: $!");
-    }
-    return h2_close($cl, 'closed by nginx') unless $n;
+    my $buf = read_some($cl, \&h2_close);
+    return unless defined $buf;
 
     for my $e ($cl->{h2}->feed($buf)) {
         my ($type, $sid) = @$e;

@@ -445,29 +445,13 @@ sub _run {
 
         for my $fh (@{ $rr // [] }) {
             my $c = $by_fd{ fileno $fh } or next;
-            my $n = sysread($c->{s}, my $buf, 65536);
-            if (!defined $n) {
-                next if $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
-                $fail->($c, "read: $!");
+            my ($got, $status, $head, $body) =
+                TavusProc::read_answer($c->{s}, \$c->{in});
+            next if $got eq 'again';
+            if ($got eq 'error') {
+                $fail->($c, $status);
                 next;
             }
-            unless ($n) {
-                $fail->($c, 'closed before the answer');
-                next;
-            }
-            $c->{in} .= $buf;
-            my $e = index($c->{in}, "\r\n\r\n");
-            next if $e < 0;
-            my $head = substr($c->{in}, 0, $e);
-            my ($len) = $head =~ /\r\ncontent-length:\s*(\d+)/i;
-            unless (defined $len) {
-                $fail->($c, 'no Content-Length');
-                next;
-            }
-            next if length($c->{in}) < $e + 4 + $len;
-            my $body = substr($c->{in}, $e + 4, $len);
-            my ($status) = $head =~ m{^HTTP/1\.1 (\d{3})};
-            $status //= 0;
             $r{statuses}{$status}++;
             $c->{busy} = 0;
             $c->{served}++;

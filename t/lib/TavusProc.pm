@@ -36,6 +36,12 @@ package TavusProc;
 #   stop_watchdog(WATCHDOG)   no longer needed: gone
 #   children(PID)             the pids whose parent is PID, sorted (/proc)
 #   rss_kib(PID)              its resident memory (VmRSS), KiB
+#   read_answer(FH, \$IN)    a non-blocking read from a client socket,
+#                             appended to $IN: ('again') while the answer
+#                             (Content-Length framed) is not all there,
+#                             ('error', WHY) when the read failed, the
+#                             connection closed or the answer has no
+#                             Content-Length, ('ok', STATUS, HEAD, BODY)
 #   slurp(PATH), spew(PATH, CONTENT)
 #                             a whole file, raw ('' if unreadable); write
 #                             one (dies on error)
@@ -47,6 +53,7 @@ package TavusProc;
 use strict;
 use warnings;
 
+use Errno qw(EAGAIN EWOULDBLOCK EINTR);
 use IO::Socket::INET ();
 use POSIX ();
 use Time::HiRes ();
@@ -260,6 +267,34 @@ sub rss_kib {
     my ($pid) = @_;
     my ($kib) = slurp("/proc/$pid/status") =~ /^VmRSS:\s+(\d+)\s+kB/m;
     return $kib;
+}
+
+###############################################################################
+# answers
+
+sub read_answer {
+    my ($fh, $in) = @_;
+
+    my $n = sysread($fh, my $buf, 65536);
+    if (!defined $n) {
+        return 'again' if $! == EAGAIN || $! == EWOULDBLOCK || $! == EINTR;
+        return ('error', "read: $!");
+    }
+    return ('error', 'closed before the answer') unless $n;
+
+    $$in .= $buf;
+
+    my $end = index($$in, "\r\n\r\n");
+    return 'again' if $end < 0;
+
+    my $head = substr($$in, 0, $end);
+    my ($len) = $head =~ /\r\ncontent-length:[ \t]*(\d+)/i;
+    return ('error', 'an answer without Content-Length') unless defined $len;
+    return 'again' if length($$in) < $end + 4 + $len;
+
+    my ($status) = $head =~ m{\AHTTP/1\.[01] (\d{3})};
+
+    return ('ok', $status // 0, $head, substr($$in, $end + 4, $len));
 }
 
 ###############################################################################
