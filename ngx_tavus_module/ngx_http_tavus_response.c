@@ -705,11 +705,11 @@ ngx_http_tavus_finalize_request(ngx_http_request_t *r, ngx_int_t rc)
 
 /*
  * The outcome of a request that nginx ends with a 5xx, in the answer:
- * the last try decides.  A try that received bytes got an invalid or a cut answer; one
- * that received none was refused, reset or failed its handshake, or
- * found no live server.  u->buffer and the outcome of process_answer may
- * be those of an earlier try: nginx reinits them only once a new
- * connection is made.
+ * the last try decides.  A try that received bytes got an invalid or a
+ * cut answer; one that received none was refused, reset or failed its
+ * handshake, or found no live server.  u->buffer and the outcome of
+ * process_answer may be those of an earlier try: nginx reinits them only
+ * once a new connection is made.
  */
 
 static void
