@@ -126,7 +126,7 @@ my @killed = @{ $by_worker{$victim} // [] };
 my @survive = @{ $by_worker{$other} // [] };
 
 $t->expect_alert(qr/worker process $victim exited on signal 9/);
-ok(kill('KILL', $victim), "SIGKILL to worker $victim, which holds "
+ok($t->kill_worker($victim), "SIGKILL to worker $victim, which holds "
                           . scalar(@killed) . ' deletes');
 
 # what each client sees

@@ -68,6 +68,11 @@ package TavusTest;
 #                                     SIGHUP (a new nginx.conf first, with
 #                                     http); the new workers' pids once the
 #                                     old ones are gone, () on timeout
+#   $t->kill_worker(PID)              SIGKILL to a worker, on purpose: the
+#                                     pid is added to the file that
+#                                     TAVUS_KILLED names, if set, so that
+#                                     the valgrind run knows why its
+#                                     process left no summary
 #
 # the client and the answers
 #
@@ -178,6 +183,7 @@ package TavusTest;
 #                    --error-exitcode=99" (with TAVUS_MASTER=off)
 #     TAVUS_MASTER   off: master_process off (one process, for valgrind)
 #     TAVUS_DNSMASQ  the dnsmasq binary (default /usr/sbin/dnsmasq)
+#     TAVUS_KILLED   a file: kill_worker appends each pid it kills
 
 use strict;
 use warnings;
@@ -567,6 +573,19 @@ sub wait_workers {
     }, timeout => $o{timeout}) or return ();
 
     return @pids;
+}
+
+sub kill_worker {
+    my ($self, $pid) = @_;
+
+    if ($ENV{TAVUS_KILLED}) {
+        open my $fh, '>>', $ENV{TAVUS_KILLED}
+            or die "kill_worker: $ENV{TAVUS_KILLED}: $!";
+        print $fh "$pid\n";
+        close $fh;
+    }
+
+    return kill 'KILL', $pid;
 }
 
 # nginx -s reload: SIGHUP to the master (with http => TEXT, a new
