@@ -17,6 +17,9 @@
  * query or fragment declined; empty refused; otherwise, when evaluated,
  * only letters, digits and "._-:[]" accepted.
  *
+ * ngx_http_tavus_numbered_capture(): the first "$1" to "$9", against
+ * the POSIX regular expression "\$[1-9]" run on each NUL-free part.
+ *
  * ngx_http_tavus_valid_status_line(), _valid_token() and
  * _valid_field_value() (upstream lines), against POSIX extended regular
  * expressions of RFC 9112's grammar; a NUL byte is never valid.
@@ -165,6 +168,40 @@ check_lines(char *v, size_t size)
 }
 
 
+static void
+check_capture(char *v, size_t size)
+{
+    u_char            *p;
+    size_t             off, want;
+    regmatch_t         m;
+    static regex_t     re;
+    static ngx_uint_t  compiled;
+
+    if (!compiled) {
+        fuzz_assert(regcomp(&re, "\\$[1-9]", REG_EXTENDED) == 0,
+                    "regcomp");
+        compiled = 1;
+    }
+
+    /* regexec() stops at a NUL: each NUL-free part in turn */
+
+    want = size;
+
+    for (off = 0; off < size; off += strlen(v + off) + 1) {
+        if (regexec(&re, v + off, 1, &m, 0) == 0) {
+            want = off + m.rm_so;
+            break;
+        }
+    }
+
+    p = ngx_http_tavus_numbered_capture((u_char *) v, size);
+
+    fuzz_assert((p ? (size_t) (p - (u_char *) v) : size) == want,
+                "a capture at %zd, the reference says %zu",
+                p ? (ssize_t) (p - (u_char *) v) : (ssize_t) -1, want);
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -193,6 +230,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     check_host(v, size, 0);
     check_host(v, size, 1);
+    check_capture(v, size);
     check_lines(v, size);
 
     free(v);

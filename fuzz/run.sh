@@ -7,7 +7,8 @@
 #   fuzz_translate  upstream status + body -> answer -> JSON body
 #   fuzz_utf8       UTF-8 cutting and repair of upstream messages
 #   fuzz_log_escape upstream text escaped for the error log
-#   fuzz_syntax     tavus_api_key and tavus_pass host[:port] syntax
+#   fuzz_syntax     tavus_api_key and tavus_pass host[:port] syntax,
+#                   numbered captures, upstream header lines
 #
 # It fails on a crash, a sanitizer report, a failed assertion, a timeout
 # or an out-of-memory.  The input is saved as fuzz/regressions/<harness>/

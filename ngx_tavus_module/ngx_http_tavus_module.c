@@ -23,8 +23,6 @@ static char *ngx_http_tavus_delete_replica(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_tavus_pass(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_tavus_set_switch_slot(ngx_conf_t *cf,
-    ngx_command_t *cmd, void *conf);
 
 
 static ngx_conf_bitmask_t  ngx_http_tavus_next_upstream_masks[] = {
@@ -75,7 +73,7 @@ static ngx_command_t  ngx_http_tavus_commands[] = {
 
     { ngx_string("tavus_hard"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_http_set_complex_value_slot,
+      ngx_http_tavus_set_value_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_tavus_loc_conf_t, hard),
       NULL },
@@ -671,77 +669,4 @@ ngx_http_tavus_pass(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     tlcf->host = url;
 
     return NGX_CONF_OK;
-}
-
-
-/*
- * tavus_allow_hard_delete and tavus_dry_run: "on" or "off" as nginx's
- * flags are, in any case, or a value with variables judged per request
- */
-
-static char *
-ngx_http_tavus_set_switch_slot(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
-{
-    char  *p = conf;
-
-    char                       *rv;
-    ngx_str_t                  *value;
-    ngx_http_complex_value_t  **cv;
-
-    rv = ngx_http_set_complex_value_slot(cf, cmd, conf);
-
-    if (rv != NGX_CONF_OK) {
-        return rv;
-    }
-
-    cv = (ngx_http_complex_value_t **) (p + cmd->offset);
-
-    if ((*cv)->lengths) {
-        return NGX_CONF_OK;
-    }
-
-    value = &(*cv)->value;
-
-    if (value->len == 2 && ngx_strncasecmp(value->data, (u_char *) "on", 2)
-                           == 0)
-    {
-        ngx_str_set(value, "on");
-        return NGX_CONF_OK;
-    }
-
-    if (value->len == 3 && ngx_strncasecmp(value->data, (u_char *) "off", 3)
-                           == 0)
-    {
-        ngx_str_set(value, "off");
-        return NGX_CONF_OK;
-    }
-
-    return "must be \"on\", \"off\" or a value with variables";
-}
-
-
-/* a value that may contain variables, compiled once */
-
-ngx_http_complex_value_t *
-ngx_http_tavus_compile(ngx_conf_t *cf, ngx_str_t *value)
-{
-    ngx_http_complex_value_t          *cv;
-    ngx_http_compile_complex_value_t   ccv;
-
-    cv = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
-    if (cv == NULL) {
-        return NULL;
-    }
-
-    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-
-    ccv.cf = cf;
-    ccv.value = value;
-    ccv.complex_value = cv;
-
-    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
-        return NULL;
-    }
-
-    return cv;
 }

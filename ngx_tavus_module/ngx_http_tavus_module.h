@@ -174,6 +174,10 @@ typedef struct {
 
 ngx_http_complex_value_t *ngx_http_tavus_compile(ngx_conf_t *cf,
     ngx_str_t *value);
+char *ngx_http_tavus_set_value_slot(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_tavus_set_switch_slot(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 ngx_int_t ngx_http_tavus_add_variables(ngx_conf_t *cf);
 
 char *ngx_http_tavus_api_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

@@ -229,6 +229,32 @@ ngx_http_tavus_key_variable(u_char *data, size_t len, ngx_str_t *name)
 
 
 /*
+ * A numbered capture, "$1" to "$9", in a value with variables.  It holds
+ * the captures of the last regular expression that matched in the
+ * request, which need not be the location's: an "if", a "map" or a
+ * "rewrite" with captures evaluated later replaces them, with parts of
+ * whatever it matched, a client's header as well.  The position of the
+ * first, or NULL.  ("$$1" is no capture, but nginx refuses it anyway.)
+ */
+
+u_char *
+ngx_http_tavus_numbered_capture(u_char *data, size_t len)
+{
+    u_char  *p, *last;
+
+    last = data + len;
+
+    for (p = data; p + 1 < last; p++) {
+        if (p[0] == '$' && p[1] >= '1' && p[1] <= '9') {
+            return p;
+        }
+    }
+
+    return NULL;
+}
+
+
+/*
  * The host[:port] of tavus_pass, after its scheme, as written in the
  * configuration and as evaluated per request: one rule at both times.
  * A lone trailing "/" is dropped.  NGX_OK: *host is a name, an address

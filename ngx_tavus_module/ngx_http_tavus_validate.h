@@ -29,6 +29,7 @@ ngx_int_t ngx_http_tavus_parse_dry_run(u_char *data, size_t len);
 ngx_int_t ngx_http_tavus_valid_key(u_char *data, size_t len);
 ngx_int_t ngx_http_tavus_key_variable(u_char *data, size_t len,
     ngx_str_t *name);
+u_char *ngx_http_tavus_numbered_capture(u_char *data, size_t len);
 ngx_int_t ngx_http_tavus_parse_host(u_char *data, size_t len,
     ngx_uint_t variables, ngx_str_t *host);
 ngx_int_t ngx_http_tavus_valid_status_line(u_char *p, size_t len);

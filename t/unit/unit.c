@@ -557,6 +557,41 @@ test_key_variable(void)
 }
 
 
+/* where ngx_http_tavus_numbered_capture() finds one: -1 for none */
+
+static ngx_int_t
+numbered_capture(u_char *data, size_t len)
+{
+    u_char  *p;
+
+    p = ngx_http_tavus_numbered_capture(data, len);
+
+    return p ? p - data : -1;
+}
+
+
+static void
+test_numbered_capture(void)
+{
+    str_case_t  cases[] = {
+        { S("$1"), 0, "captures: $1" },
+        { S("$9"), 0, "captures: $9" },
+        { S("r-$2"), 2, "captures: after a literal" },
+        { S("${replica_id}$3"), 13, "captures: after a variable" },
+        { S("$10abc"), 0, "captures: $10abc is $1, then 0abc" },
+        { S("$0"), -1, "captures: $0 is none" },
+        { S("$replica_id"), -1, "captures: a named one" },
+        { S("$arg_r1"), -1, "captures: a name with a digit" },
+        { S("${r1}"), -1, "captures: ${r1}" },
+        { S("r1"), -1, "captures: a literal with a digit" },
+        { S("x$"), -1, "captures: $ at the end" },
+        { S(""), -1, "captures: empty" },
+    };
+
+    check_table(numbered_capture, cases);
+}
+
+
 static void
 test_host(void)
 {
@@ -695,6 +730,7 @@ main(void)
     test_answers();
     test_random();
     test_key_variable();
+    test_numbered_capture();
     test_host();
     test_lines();
     test_log_escape();
