@@ -68,7 +68,7 @@ $t->run(<<"HTTP");
         '"key":"\$tavus_api_key_fingerprint"}';
 
     log_format authsrv '\$request_method \$request_uri \$http_x_token '
-                       '\$http_x_original_uri \$status';
+                       '\$http_x_tavus_replica_id \$status';
 
     # the auth backend of auth_request: 200, 401 or 403 on X-Token
 
@@ -125,7 +125,7 @@ $t->run(<<"HTTP");
             proxy_pass http://127.0.0.1:%%PORT_authsrv%%/check;
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
-            proxy_set_header X-Original-URI \$request_uri;
+            proxy_set_header X-Tavus-Replica-Id \$replica;
         }
 
         location /app/ {
@@ -251,8 +251,8 @@ my @auth = split /\n/, $t->read_file('authsrv.access.log');
 is(scalar @auth, 5, 'the auth backend was asked once a request');
 is(join('|', map { (split / /)[4] } @auth), '401|403|500|200|200',
    'the auth backend answered 401, 403, 500, 200, 200');
-like($auth[0] // '', qr{^\S+ /check - /authreq/replicas/r1 },
-     'the auth backend saw the original URI');
+like($auth[0] // '', qr{^\S+ /check - r1 },
+     'the auth backend saw the replica id');
 
 ###############################################################################
 # auth_basic, with an apr1 (nginx's own) and a SHA-crypt ($5$) password

@@ -104,6 +104,10 @@ my %SERVICES = (
     server {
         listen 127.0.0.1:%%PORT_up_tavus_auth_service%%;
         location = /check {
+            # another tenant's replica: no caller may delete it
+            if ($http_x_tavus_replica_id = "r-other") {
+                return 403;
+            }
             if ($http_authorization = "Bearer user-token") {
                 return 204;
             }
@@ -523,6 +527,20 @@ sub smoke_auth_request {
     my $r = req($e, %gw, path => '/v2/replicas/rf3073f2dcc1');
     is($r->{status}, 401, "$name: no token: the auth service's 401");
     is(mock_requests(), 0, "$name: no token: Tavus not called");
+
+    # the service decides on the id that is deleted, not on the URI as
+    # the client wrote it
+    for my $path ('/v2/replicas/r-other',
+                  '/v2/replicas/rf3073f2dcc1/../r-other',
+                  '/v2/replicas/rf3073f2dcc1/%2e%2e/r-other',
+                  '/v2/replicas/rf3073f2dcc1/%2E%2E/r%2dother')
+    {
+        $r = req($e, %gw, path => $path,
+                 headers => [ Authorization => 'Bearer user-token' ]);
+        is($r->{status}, 403, "$name: $path: the auth service's 403");
+    }
+    is(mock_requests(), 0, "$name: another tenant's replica: Tavus not"
+                           . ' called');
 
     $r = req($e, %gw, path => '/v2/replicas/rf3073f2dcc1',
              headers => [ Authorization => 'Bearer user-token' ]);
