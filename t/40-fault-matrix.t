@@ -34,9 +34,7 @@ my $KEY = 'fm-Key_0123456789';
 my $BUFFER = 1024;
 my $true = JSON::PP::true;
 
-# the harness's timeout scales waits here too (valgrind)
-my $SLOW = ($ENV{TAVUS_TIMEOUT} // 5) / 5;
-$SLOW = 1 if $SLOW < 1;
+my $SLOW = $t->slow;
 
 # an answer of exactly $total bytes: the X-Pad header takes up the rest
 

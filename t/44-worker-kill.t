@@ -37,8 +37,7 @@ my $t = TavusChaos->new(worker_processes => 2)->require_module;
 plan skip_all => 'needs a master process (TAVUS_MASTER=off)'
     unless $t->master;
 
-my $SLOW = ($ENV{TAVUS_TIMEOUT} // 5) / 5;
-$SLOW = 1 if $SLOW < 1;
+my $SLOW = $t->slow;
 my $PAUSE = 2 * $SLOW;
 
 my $ok = reply('200 OK', '{"message":"Replica deleted successfully"}',

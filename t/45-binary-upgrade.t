@@ -31,8 +31,7 @@ my $t = TavusChaos->new(worker_processes => 2, log_level => 'notice')
 plan skip_all => 'needs a master process (TAVUS_MASTER=off)'
     unless $t->master;
 
-my $SLOW = ($ENV{TAVUS_TIMEOUT} // 5) / 5;
-$SLOW = 1 if $SLOW < 1;
+my $SLOW = $t->slow;
 
 my $key = 'upgrade-Key_0123456789';
 

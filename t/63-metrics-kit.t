@@ -3,8 +3,9 @@
 # The metrics kit, examples/metrics/ with examples/tavus-metrics.conf,
 # against the real tools and a real nginx with the module:
 #
-#   1. promtool (Debian package prometheus, unpacked by scripts/tool.sh
-#      when missing) is there, and fails what it must fail;
+#   1. promtool (Debian package prometheus, or promtool since Debian 13,
+#      unpacked by scripts/tool.sh when missing) is there, and fails what
+#      it must fail;
 #   2. nginx runs examples/tavus-metrics.conf (its listen moved to a free
 #      port, comments dropped) with a site that deletes through a mock of
 #      Tavus; `promtool check metrics` accepts a live scrape of /metrics
@@ -57,12 +58,17 @@ my $p = $t->prefix;
 # from Debian's package, unpacked into build/tools and not installed:
 # installing it would enable and start a Prometheus on the machine
 
-my %bin = map { chomp(my $path = qx{sh scripts/tool.sh prometheus $_});
-                ($_ => $path) } qw(promtool prometheus);
+# (Debian 13 has promtool in a package of its own, Debian 12 in prometheus)
+
+my %bin = (promtool => 'promtool prometheus', prometheus => 'prometheus');
+for my $prog (keys %bin) {
+    chomp($bin{$prog} = qx{sh scripts/tool.sh $prog $bin{$prog}});
+}
 
 ok(-x $bin{promtool} && -x $bin{prometheus},
-   'promtool and prometheus, unpacked from Debian\'s package')
-    or BAIL_OUT('no promtool: sh scripts/tool.sh prometheus promtool');
+   'promtool and prometheus, unpacked from Debian\'s packages')
+    or BAIL_OUT('no promtool or prometheus: sh scripts/tool.sh promtool'
+                . ' promtool prometheus');
 
 my ($rc, $out) = run_cmd([ $bin{promtool}, 'check', 'metrics' ],
                          "# HELP x X.\n# TYPE x counter\nx 1\n");

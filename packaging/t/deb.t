@@ -142,8 +142,11 @@ ok(!(grep { m{^\./etc/} } @files),
 my $DOC = "/usr/share/doc/$PKG";
 ok((grep { m{^\.\Q$DOC\E/README\.Debian(?:\.gz)?$} } @files),
    "ships the operator's README.Debian");
-ok(!(grep { m{/README\.md(?:\.gz)?$} } @files),
+# (examples/metrics/README.md, the metrics kit's, is an operator's)
+ok(!(grep { m{^\.\Q$DOC\E/README\.md(?:\.gz)?$} } @files),
    "not the developers' README.md");
+ok((grep { m{^\.\Q$DOC\E/examples/metrics/README\.md(?:\.gz)?$} } @files),
+   "the metrics kit's README.md");
 ok((grep { m{^\.\Q$DOC\E/docs/directives\.md(?:\.gz)?$} } @files),
    'ships the reference documentation');
 my $clog = ".$DOC/changelog.Debian.gz";

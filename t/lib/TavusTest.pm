@@ -58,6 +58,8 @@ package TavusTest;
 # workers and reloads
 #
 #   $t->master                        false with TAVUS_MASTER=off
+#   $t->slow                          TAVUS_TIMEOUT / 5, at least 1: the
+#                                     factor for a test's own waits
 #   $t->workers(N?)                   the number of workers nginx runs (1
 #                                     without a master); N from the next run
 #   $t->master_pid, $t->worker_pids
@@ -526,6 +528,14 @@ sub new_errors {
 # workers would never be accepted from).  nginx cannot reload without a
 # master (its single-process reconfigure leaks the old cycle's
 # connections: "worker_connections are not enough"), so reload dies.
+
+# how much slower than usual nginx runs (valgrind): TAVUS_TIMEOUT over its
+# default, at least 1; a test's own waits are scaled by it
+
+sub slow {
+    my $slow = $TIMEOUT / 5;
+    return $slow < 1 ? 1 : $slow;
+}
 
 sub master { ($ENV{TAVUS_MASTER} // 'on') ne 'off' }
 
