@@ -12,17 +12,26 @@
 #   TAVUS_API_KEY, TAVUS_URL   front a real API (e.g. https://tavusapi.com)
 #   TAVUS_LISTEN               gateway address, default 127.0.0.1:8080
 #   TAVUS_NGINX                nginx binary, default /usr/sbin/nginx
+#   TAVUS_MODULE               the module to load, default
+#                              build/ngx_http_tavus_module.so; "static":
+#                              TAVUS_NGINX has it built in (--add-module)
 #   TAVUS_RUN_DIR              nginx's prefix, default build/run
 
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 prefix=${TAVUS_RUN_DIR:-$top/build/run}
-module=$top/build/ngx_http_tavus_module.so
+module=${TAVUS_MODULE:-$top/build/ngx_http_tavus_module.so}
 nginx=${TAVUS_NGINX:-/usr/sbin/nginx}
 listen=${TAVUS_LISTEN:-127.0.0.1:8080}
 
-[ -f "$module" ] || { echo "run: $module is missing: make build" >&2; exit 1; }
+if [ "${TAVUS_MODULE:-}" = static ]; then
+    load=""
+else
+    [ -f "$module" ] ||
+        { echo "run: $module is missing: make build" >&2; exit 1; }
+    load="load_module $module;"
+fi
 
 # the suite's port policy: outside the kernel's ephemeral range (see
 # t/lib/TavusProc.pm)
@@ -54,7 +63,7 @@ fi
 chmod 600 "$prefix/api.key"
 
 cat > "$prefix/nginx.conf" <<EOF
-load_module $module;
+$load
 
 daemon off;
 worker_processes 1;

@@ -61,8 +61,12 @@ then
         tar -xzf "$source" -C "$out" --strip-components=1
     fi
 
+    # a release tarball has ./configure; nginx's git tree auto/configure
+    configure=./configure
+    [ -x "$out/configure" ] || configure=auto/configure
+
     say "configuring in $out"
-    (cd "$out" && ./configure "${args[@]}") > "$out/configure.log" 2>&1 || {
+    (cd "$out" && $configure "${args[@]}") > "$out/configure.log" 2>&1 || {
         tail -30 "$out/configure.log" >&2
         say "configure failed; its log is $out/configure.log"
         exit 1

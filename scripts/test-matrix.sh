@@ -34,7 +34,11 @@
 #
 # Environment: MATRIX_RELEASES (default "bookworm trixie sid"),
 # MATRIX_STEPS (default "dynamic static deb"), MATRIX_STRICT=1 (an
-# unavailable tarball fails the run), PROVE_JOBS (default 2).
+# unavailable tarball fails the run), MATRIX_NGINX_SOURCE_<release>
+# (an nginx source tarball to build in instead of the archive's, e.g.
+# MATRIX_NGINX_SOURCE_sid=nginx-1.30.4.tar.gz from nginx.org; a tarball
+# of nginx's git tree, which has auto/configure only, works too),
+# PROVE_JOBS (default 2).
 
 set -euo pipefail
 
@@ -83,6 +87,10 @@ run_step() {
                 TAVUS_MODULE=static TAVUS_NGINX=$nginx \
                     prove -j"$jobs" -r t/
             } > "$log" 2>&1 || rc=$?
+            # the nginx built, which need not be the release's own
+            if [ -x "${nginx:-}" ]; then
+                src="$src, $("$nginx" -v 2>&1 | sed 's/.*version: //')"
+            fi
             ;;
         deb)
             src='dh_nginx'
@@ -145,6 +153,13 @@ for rel in $releases; do
     todo=()
     for s in $steps; do
         [ "$s" = static ] || { todo+=("$s"); continue; }
+
+        # a tarball the operator gives, e.g. nginx.org's, for this release
+        given=MATRIX_NGINX_SOURCE_$rel
+        if [ -n "${!given:-}" ]; then
+            todo+=("static=$(realpath "${!given}")")
+            continue
+        fi
 
         src_rc=0
         tarball=$(bash scripts/nginx-source.sh "$rel" build/src \
