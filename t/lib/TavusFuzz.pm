@@ -803,6 +803,14 @@ sub classify {
                        . ($len - $r->{length}) . ' stray bytes' : '') };
 }
 
+# digits of 19 or more places, leading zeros aside: past 2^63 - 1, or
+# close enough that a refusal is as fair as an acceptance
+
+sub long_number {
+    my ($n) = @_;
+    return $n =~ /\A\d+\z/ && ($n =~ s/\A0+(?=\d)//r) =~ /\A\d{19,}\z/;
+}
+
 # a strict parse of the bytes: state complete | incomplete | invalid,
 # with the final status, headers, body; lenient says what RFC 9112 lets a
 # recipient accept or refuse; late: the fault is in a line not yet ended
@@ -860,6 +868,10 @@ sub parse_answer {
                 return $fail->('invalid framing headers', 1)
                     if @cl > 1 || grep({ !/\A\d+\z/ } @cl) || @te > 1
                        || grep({ !/\Achunked\z/i } @te);
+                # a length past 2^63 may be refused as soon as its line
+                # has come, as nginx's ngx_atoof() refuses it
+                $lenient->('a Content-Length past 2^63')
+                    if grep { long_number($_) } @cl;
                 return \%r;
             }
             $lenient->('a bare LF') if $e eq 'lf';
@@ -898,8 +910,8 @@ sub parse_answer {
         $r{headers} = \@headers;
 
         # a number larger than any length: refusing it is fair too
-        $lenient->('a Content-Length past 2^63') if @cl == 1
-            && $cl[0] =~ /\A\d+\z/ && ($cl[0] =~ s/\A0+(?=\d)//r) =~ /\A\d{19,}\z/;
+        $lenient->('a Content-Length past 2^63')
+            if @cl == 1 && long_number($cl[0]);
 
         return $fail->('more than one Content-Length') if @cl > 1;
         return $fail->('an invalid Content-Length') if @cl && $cl[0] !~ /\A\d+\z/;
