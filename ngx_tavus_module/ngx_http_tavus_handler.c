@@ -19,6 +19,7 @@ static ngx_int_t ngx_http_tavus_check_request(ngx_http_request_t *r,
     ngx_http_tavus_loc_conf_t *tlcf, ngx_http_tavus_ctx_t *ctx);
 static ngx_int_t ngx_http_tavus_start_upstream(ngx_http_request_t *r,
     ngx_http_tavus_loc_conf_t *tlcf, ngx_http_tavus_ctx_t *ctx);
+static void ngx_http_tavus_stop_discarding(ngx_http_request_t *r);
 static void ngx_http_tavus_cleanup(void *data);
 static ngx_int_t ngx_http_tavus_eval_pass(ngx_http_request_t *r,
     ngx_http_tavus_loc_conf_t *tlcf, ngx_http_tavus_ctx_t *ctx);
@@ -251,11 +252,43 @@ ngx_http_tavus_start_upstream(ngx_http_request_t *r,
         r->method = NGX_HTTP_POST;
     }
 
+    if (r->discard_body) {
+        ngx_http_tavus_stop_discarding(r);
+    }
+
     r->main->count++;
 
     ngx_http_upstream_init(r);
 
     return NGX_DONE;
+}
+
+
+/*
+ * A body still arriving when the delete starts is not discarded while
+ * the delete is in flight.  nginx's discarding holds a reference to the
+ * request and its read handler: the handler, once at the end of the body,
+ * stays, and a later event on the client connection (a reset after the
+ * FIN) runs it again and takes the upstream's reference, which frees the
+ * request under the upstream ("http request count is zero"); and the
+ * lingering_timeout timer it sets ends a delete that takes longer than
+ * that.  What ngx_http_discard_request_body() did when it had to wait is
+ * undone, and the rest of the body is left to nginx's lingering close
+ * after the answer, so the client connection is not kept alive.
+ */
+
+static void
+ngx_http_tavus_stop_discarding(ngx_http_request_t *r)
+{
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "tavus: the rest of the body is left to lingering close");
+
+    r->discard_body = 0;
+    r->count--;
+    r->read_event_handler = ngx_http_block_reading;
+
+    r->keepalive = 0;
+    r->lingering_close = 1;
 }
 
 
