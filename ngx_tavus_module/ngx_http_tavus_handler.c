@@ -19,7 +19,8 @@ static ngx_int_t ngx_http_tavus_check_request(ngx_http_request_t *r,
     ngx_http_tavus_loc_conf_t *tlcf, ngx_http_tavus_ctx_t *ctx);
 static ngx_int_t ngx_http_tavus_start_upstream(ngx_http_request_t *r,
     ngx_http_tavus_loc_conf_t *tlcf, ngx_http_tavus_ctx_t *ctx);
-static void ngx_http_tavus_stop_discarding(ngx_http_request_t *r);
+static void ngx_http_tavus_keep_discarding(ngx_event_t *ev);
+static void ngx_http_tavus_discard_body(ngx_http_request_t *r);
 static void ngx_http_tavus_cleanup(void *data);
 static ngx_int_t ngx_http_tavus_eval_pass(ngx_http_request_t *r,
     ngx_http_tavus_loc_conf_t *tlcf, ngx_http_tavus_ctx_t *ctx);
@@ -252,43 +253,94 @@ ngx_http_tavus_start_upstream(ngx_http_request_t *r,
         r->method = NGX_HTTP_POST;
     }
 
-    if (r->discard_body) {
-        ngx_http_tavus_stop_discarding(r);
-    }
-
     r->main->count++;
 
     ngx_http_upstream_init(r);
+
+    if (r->discard_body) {
+        ctx->upstream_read_handler = r->read_event_handler;
+
+        if (r->read_event_handler == ngx_http_discarded_request_body_handler)
+        {
+            /* tavus_ignore_client_abort: the upstream set none */
+            ctx->upstream_read_handler = ngx_http_block_reading;
+        }
+
+        ctx->discarding.handler = ngx_http_tavus_keep_discarding;
+        ctx->discarding.data = r;
+        ctx->discarding.log = r->connection->log;
+
+        ngx_post_event(&ctx->discarding, &ngx_posted_events);
+    }
 
     return NGX_DONE;
 }
 
 
 /*
- * A body still arriving when the delete starts is not discarded while
- * the delete is in flight.  nginx's discarding holds a reference to the
- * request and its read handler: the handler, once at the end of the body,
- * stays, and a later event on the client connection (a reset after the
- * FIN) runs it again and takes the upstream's reference, which frees the
- * request under the upstream ("http request count is zero"); and the
- * lingering_timeout timer it sets ends a delete that takes longer than
- * that.  What ngx_http_discard_request_body() did when it had to wait is
- * undone, and the rest of the body is left to nginx's lingering close
- * after the answer, so the client connection is not kept alive.
+ * A body still arriving when the delete starts is discarded as nginx
+ * discards one, but not under nginx's rules for a finished request.
+ * When the handler returns, ngx_http_finalize_connection() makes nginx's
+ * discarding the read handler, with a lingering_timeout timer: the timer
+ * would end a delete that takes longer, with no answer; and the handler,
+ * once at the body's end by a FIN or an error, stays, so that a later
+ * event on the connection (a reset after the FIN) runs it again and
+ * takes the upstream's reference to the request, which frees the request
+ * under the upstream ("http request count is zero").  This event, posted
+ * before that, runs after it: while the delete is in flight the body is
+ * discarded without a timer, and once it is done the upstream's own read
+ * handler watches the connection.  When the upstream is done, nginx's
+ * finalization of the request brings its lingering rules back.
  */
 
 static void
-ngx_http_tavus_stop_discarding(ngx_http_request_t *r)
+ngx_http_tavus_keep_discarding(ngx_event_t *ev)
 {
-    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "tavus: the rest of the body is left to lingering close");
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
 
-    r->discard_body = 0;
-    r->count--;
-    r->read_event_handler = ngx_http_block_reading;
+    r = ev->data;
+    c = r->connection;
 
-    r->keepalive = 0;
-    r->lingering_close = 1;
+    if (!r->discard_body
+        || r->upstream == NULL
+        || r->upstream->cleanup == NULL
+        || r->read_event_handler != ngx_http_discarded_request_body_handler)
+    {
+        return;
+    }
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "tavus: the body is discarded while the delete is sent");
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    r->lingering_time = 0;
+    r->read_event_handler = ngx_http_tavus_discard_body;
+}
+
+
+static void
+ngx_http_tavus_discard_body(ngx_http_request_t *r)
+{
+    ngx_http_tavus_ctx_t  *ctx;
+
+    if (r->discard_body) {
+        /* nginx's discarding, until the body's end; r may then be gone */
+        ngx_http_discarded_request_body_handler(r);
+        return;
+    }
+
+    ctx = ngx_http_tavus_get_ctx(r);
+
+    if (ctx == NULL) {
+        ngx_http_block_reading(r);
+        return;
+    }
+
+    ctx->upstream_read_handler(r);
 }
 
 
@@ -332,7 +384,13 @@ ngx_http_tavus_get_ctx(ngx_http_request_t *r)
 static void
 ngx_http_tavus_cleanup(void *data)
 {
-    /* only a marker for ngx_http_tavus_get_ctx() */
+    ngx_http_tavus_ctx_t  *ctx = data;
+
+    /* a marker for ngx_http_tavus_get_ctx(), and the end of the request */
+
+    if (ctx->discarding.posted) {
+        ngx_delete_posted_event(&ctx->discarding);
+    }
 }
 
 

@@ -166,6 +166,10 @@ typedef struct {
     unsigned                     replace_body:1;
     unsigned                     queued:1;
 
+    /* a body still arriving: see ngx_http_tavus_keep_discarding() */
+    ngx_event_t                  discarding;
+    ngx_http_event_handler_pt    upstream_read_handler;
+
 #if (NGX_HTTP_SSL)
     ngx_http_tavus_peer_t        peer;
 #endif
