@@ -325,6 +325,7 @@ ngx_http_tavus_keep_discarding(ngx_event_t *ev)
 static void
 ngx_http_tavus_discard_body(ngx_http_request_t *r)
 {
+    ngx_http_upstream_t   *u;
     ngx_http_tavus_ctx_t  *ctx;
 
     if (r->discard_body) {
@@ -333,14 +334,21 @@ ngx_http_tavus_discard_body(ngx_http_request_t *r)
         return;
     }
 
-    ctx = ngx_http_tavus_get_ctx(r);
+    /*
+     * the upstream's handler only while its upstream is in flight: after
+     * an error_page to another location, it would finalize a finished
+     * upstream once more, and the context may be a later one without it
+     */
 
-    if (ctx == NULL) {
-        ngx_http_block_reading(r);
+    ctx = ngx_http_tavus_get_ctx(r);
+    u = r->upstream;
+
+    if (ctx && ctx->upstream_read_handler && u && u->cleanup) {
+        ctx->upstream_read_handler(r);
         return;
     }
 
-    ctx->upstream_read_handler(r);
+    ngx_http_block_reading(r);
 }
 
 
