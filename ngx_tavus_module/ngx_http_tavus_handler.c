@@ -302,23 +302,29 @@ ngx_http_tavus_keep_discarding(ngx_event_t *ev)
     r = ev->data;
     c = r->connection;
 
-    if (!r->discard_body
-        || r->upstream == NULL
-        || r->upstream->cleanup == NULL
-        || r->read_event_handler != ngx_http_discarded_request_body_handler)
-    {
+    if (r->upstream == NULL || r->upstream->cleanup == NULL) {
         return;
     }
 
-    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0,
-                   "tavus: the body is discarded while the delete is sent");
+    /*
+     * an event on the client connection may have come first, in the same
+     * round of events, and ended the body: the timer and, after a FIN,
+     * nginx's handler are then left all the same
+     */
 
     if (c->read->timer_set) {
         ngx_del_timer(c->read);
     }
 
     r->lingering_time = 0;
-    r->read_event_handler = ngx_http_tavus_discard_body;
+
+    if (r->read_event_handler == ngx_http_discarded_request_body_handler) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                       "tavus: the body is discarded while the delete is "
+                       "sent");
+
+        r->read_event_handler = ngx_http_tavus_discard_body;
+    }
 }
 
 
