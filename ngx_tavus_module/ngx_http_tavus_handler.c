@@ -331,11 +331,11 @@ ngx_http_tavus_keep_discarding(ngx_event_t *ev)
 static void
 ngx_http_tavus_discard_body(ngx_http_request_t *r)
 {
-    ngx_http_upstream_t   *u;
     ngx_http_tavus_ctx_t  *ctx;
 
+    /* nginx's discarding, until the body's end; r may then be gone */
+
     if (r->discard_body) {
-        /* nginx's discarding, until the body's end; r may then be gone */
         ngx_http_discarded_request_body_handler(r);
         return;
     }
@@ -347,9 +347,10 @@ ngx_http_tavus_discard_body(ngx_http_request_t *r)
      */
 
     ctx = ngx_http_tavus_get_ctx(r);
-    u = r->upstream;
 
-    if (ctx && ctx->upstream_read_handler && u && u->cleanup) {
+    if (ctx && ctx->upstream_read_handler
+        && r->upstream && r->upstream->cleanup)
+    {
         ctx->upstream_read_handler(r);
         return;
     }
